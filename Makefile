@@ -1,0 +1,92 @@
+# NodeAgentSet. `make help` lists the targets.
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+# Every binary the tests and the local cluster need is built into bin/ from
+# the Go module proxy by test/tools/install.sh (see README).
+BIN := $(CURDIR)/bin
+export KUBEBUILDER_ASSETS := $(BIN)
+export PATH := $(BIN):$(PATH)
+# Component logs of end-to-end tests, one folder per test.
+export CLUSTER_LOG_DIR := $(CURDIR)/_output/logs
+
+CONTROLLER_GEN := $(BIN)/controller-gen
+GOLANGCI_LINT := $(BIN)/golangci-lint
+
+# Flags of `go test`; for example `make test GOTEST_FLAGS=-v`.
+GOTEST_FLAGS ?=
+NODES ?= 10
+
+# The same build line as the Dockerfile's.
+GO_BUILD := CGO_ENABLED=0 go build -trimpath -ldflags "-s -w"
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: tools ## Generate the CRD and RBAC under config/ from the API types and markers.
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:generateEmbeddedObjectMeta=true paths="./api/...;./internal/..." \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+.PHONY: generate
+generate: tools ## Generate deepcopy code for the API types.
+	$(CONTROLLER_GEN) object paths="./api/..."
+
+.PHONY: fmt
+fmt: ## Run go fmt.
+	go fmt ./...
+
+.PHONY: vet
+vet: ## Run go vet.
+	go vet ./...
+
+.PHONY: lint
+lint: tools ## Run golangci-lint.
+	$(GOLANGCI_LINT) run ./...
+
+.PHONY: verify-generated
+verify-generated: manifests generate ## Fail when generated files are stale.
+	@if [ -n "$$(git status --porcelain -- config api)" ]; then \
+		echo "generated files are stale; run 'make manifests generate' and commit:"; \
+		git status --porcelain -- config api; git diff --stat -- config api; exit 1; \
+	fi
+
+##@ Test
+
+.PHONY: test
+test: tools verify-generated vet lint ## Run unit, envtest integration and end-to-end tests, and lint.
+	go test $(GOTEST_FLAGS) -timeout 30m ./...
+
+.PHONY: test-e2e
+test-e2e: tools ## Run only the end-to-end tests on the local cluster.
+	go test $(GOTEST_FLAGS) -timeout 30m ./test/e2e/...
+
+##@ Build
+
+.PHONY: build
+build: ## Build the manager binary into bin/.
+	$(GO_BUILD) -o $(BIN)/manager ./cmd/manager
+
+.PHONY: run
+run: ## Run the manager against the cluster in $KUBECONFIG.
+	go run ./cmd/manager
+
+.PHONY: docker-build
+docker-build: ## Build the container image (needs a Docker engine; none runs on the dev machines).
+	docker build -t nodeagentset:dev .
+
+##@ Local cluster
+
+.PHONY: tools
+tools: ## Build the pinned control plane, kwok and dev tools into bin/ (only what is missing or changed).
+	@bash test/tools/install.sh $(BIN)
+
+.PHONY: dev-cluster
+dev-cluster: tools ## Run a local cluster with NODES fake nodes (default 10) until Ctrl-C.
+	go run ./test/cmd/dev-cluster --nodes $(NODES)

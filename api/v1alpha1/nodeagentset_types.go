@@ -1,0 +1,209 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// Labels and annotations the controller puts on what it creates.
+const (
+	// LabelSetName on every pod names the NodeAgentSet that owns it; the
+	// controller's pod cache holds only pods carrying it.
+	LabelSetName = "nodeagentset.io/name"
+	// LabelRevisionHash on every pod and ControllerRevision is the hash of
+	// the template revision (the same key DaemonSet uses).
+	LabelRevisionHash = "controller-revision-hash"
+)
+
+// UpdateStrategyType says how pods are replaced when the template changes.
+// +kubebuilder:validation:Enum=RollingUpdate;OnDelete
+type UpdateStrategyType string
+
+const (
+	// RollingUpdateStrategy replaces pods node by node within the budgets.
+	RollingUpdateStrategy UpdateStrategyType = "RollingUpdate"
+	// OnDeleteStrategy replaces a pod only after someone deletes it.
+	OnDeleteStrategy UpdateStrategyType = "OnDelete"
+)
+
+// NodeAgentSetSpec is the desired state of a NodeAgentSet.
+// +kubebuilder:validation:XValidation:rule="!has(self.template.spec.restartPolicy) || self.template.spec.restartPolicy == 'Always'",message="spec.template.spec.restartPolicy: only \"Always\" is supported",fieldPath=".template.spec.restartPolicy"
+// +kubebuilder:validation:XValidation:rule="!has(self.template.spec.activeDeadlineSeconds)",message="spec.template.spec.activeDeadlineSeconds: must not be set: an agent runs until it is replaced",fieldPath=".template.spec.activeDeadlineSeconds"
+// +kubebuilder:validation:XValidation:rule="!has(self.selector.matchLabels) || self.selector.matchLabels.all(k, has(self.template.metadata.labels) && k in self.template.metadata.labels && self.template.metadata.labels[k] == self.selector.matchLabels[k])",message="spec.selector: matchLabels do not match spec.template.metadata.labels",fieldPath=".selector"
+// +kubebuilder:validation:XValidation:rule="!has(self.selector.matchExpressions) || self.selector.matchExpressions.all(e, e.operator == 'In' ? (has(self.template.metadata.labels) && e.key in self.template.metadata.labels && self.template.metadata.labels[e.key] in e.values) : e.operator == 'NotIn' ? !(has(self.template.metadata.labels) && e.key in self.template.metadata.labels && self.template.metadata.labels[e.key] in e.values) : e.operator == 'Exists' ? (has(self.template.metadata.labels) && e.key in self.template.metadata.labels) : !(has(self.template.metadata.labels) && e.key in self.template.metadata.labels))",message="spec.selector: matchExpressions do not match spec.template.metadata.labels",fieldPath=".selector"
+type NodeAgentSetSpec struct {
+	// Selector selects the pods this set owns. It must match the template's
+	// labels, must not be empty, and cannot change after creation.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="spec.selector: must not be empty"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.selector: field is immutable"
+	Selector *metav1.LabelSelector `json:"selector"`
+
+	// Template is the agent pod, one per eligible node.
+	// +required
+	Template corev1.PodTemplateSpec `json:"template"`
+
+	// UpdateStrategy says how pods are replaced when the template changes.
+	// +optional
+	// +kubebuilder:default={type: RollingUpdate}
+	UpdateStrategy UpdateStrategy `json:"updateStrategy,omitempty"`
+
+	// MinReadySeconds is how long a pod must be Ready to count as available.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	MinReadySeconds int32 `json:"minReadySeconds,omitempty"`
+
+	// RevisionHistoryLimit is the number of old ControllerRevisions kept for
+	// rollback. Revisions a live pod uses are never pruned.
+	// +optional
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=0
+	RevisionHistoryLimit *int32 `json:"revisionHistoryLimit,omitempty"`
+
+	// ProgressDeadlineSeconds: when set and a rollout makes no progress for
+	// this long, the set reports the rollout as failed.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	ProgressDeadlineSeconds *int32 `json:"progressDeadlineSeconds,omitempty"`
+}
+
+// UpdateStrategy says how pods are replaced when the template changes.
+type UpdateStrategy struct {
+	// Type is RollingUpdate (default) or OnDelete.
+	// +optional
+	// +kubebuilder:default=RollingUpdate
+	Type UpdateStrategyType `json:"type,omitempty"`
+
+	// RollingUpdate tunes the RollingUpdate strategy.
+	// +optional
+	// +kubebuilder:default={maxUnavailable: 1, maxSurge: 0, partition: 0}
+	RollingUpdate *RollingUpdate `json:"rollingUpdate,omitempty"`
+}
+
+// RollingUpdate tunes a rolling update.
+// +kubebuilder:validation:XValidation:rule="!has(self.maxUnavailable) || !has(self.maxSurge) || !((type(self.maxUnavailable) == string ? self.maxUnavailable == '0%' : self.maxUnavailable == 0) && (type(self.maxSurge) == string ? self.maxSurge == '0%' : self.maxSurge == 0))",message="spec.updateStrategy.rollingUpdate: maxUnavailable and maxSurge must not both be zero"
+type RollingUpdate struct {
+	// MaxUnavailable is the most eligible nodes whose agent may be
+	// unavailable during an update: an integer, or a percent of desired
+	// nodes rounded up.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:XValidation:rule="type(self) == string ? self.matches('^(100|[1-9]?[0-9])%$') : self >= 0",message="spec.updateStrategy.rollingUpdate.maxUnavailable: must be an integer >= 0 or a percent from 0% to 100%"
+	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
+
+	// MaxSurge is the most nodes that may run an old and a new pod at once
+	// (new pod first, old pod removed once the new one is available): an
+	// integer, or a percent of desired nodes rounded up.
+	// +optional
+	// +kubebuilder:default=0
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:XValidation:rule="type(self) == string ? self.matches('^(100|[1-9]?[0-9])%$') : self >= 0",message="spec.updateStrategy.rollingUpdate.maxSurge: must be an integer >= 0 or a percent from 0% to 100%"
+	MaxSurge *intstr.IntOrString `json:"maxSurge,omitempty"`
+
+	// Partition is the number (or percent of eligible nodes, rounded down)
+	// of nodes that keep the old revision. Nodes are updated in node-name
+	// order, so the same nodes stay behind.
+	// +optional
+	// +kubebuilder:default=0
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:XValidation:rule="type(self) == string ? self.matches('^(100|[1-9]?[0-9])%$') : self >= 0",message="spec.updateStrategy.rollingUpdate.partition: must be an integer >= 0 or a percent from 0% to 100%"
+	Partition *intstr.IntOrString `json:"partition,omitempty"`
+
+	// NodeSelector, when set, limits updates to the nodes it matches; the
+	// others keep their revision (a canary by label).
+	// +optional
+	NodeSelector *metav1.LabelSelector `json:"nodeSelector,omitempty"`
+
+	// Paused stops replacing pods. Nodes without a pod still get one, of the
+	// update revision.
+	// +optional
+	Paused bool `json:"paused,omitempty"`
+}
+
+// Condition types of a NodeAgentSet. Available is for `kubectl wait`;
+// Reconciling and Stalled follow the kstatus convention so generic tools
+// tell a rollout in progress (InProgress) from a failed one (Failed).
+const (
+	// ConditionAvailable is True when every desired node has an available pod.
+	ConditionAvailable = "Available"
+	// ConditionReconciling is True while pods are being placed, replaced or
+	// removed.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True when the rollout made no progress for
+	// progressDeadlineSeconds.
+	ConditionStalled = "Stalled"
+	// ConditionPodFailure is True while the API server refuses to create or
+	// delete pods; its message is the server's.
+	ConditionPodFailure = "PodFailure"
+)
+
+// NodeAgentSetStatus is the observed state of a NodeAgentSet.
+type NodeAgentSetStatus struct {
+	// ObservedGeneration is the generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// DesiredNumberScheduled is the number of nodes that should run the agent.
+	DesiredNumberScheduled int32 `json:"desiredNumberScheduled"`
+	// CurrentNumberScheduled is the number of desired nodes running at least one agent pod.
+	CurrentNumberScheduled int32 `json:"currentNumberScheduled"`
+	// NumberMisscheduled is the number of nodes running an agent pod that should not.
+	NumberMisscheduled int32 `json:"numberMisscheduled"`
+	// NumberReady is the number of desired nodes with a Ready agent pod.
+	NumberReady int32 `json:"numberReady"`
+	// NumberAvailable is the number of desired nodes with an available agent pod.
+	// +optional
+	NumberAvailable int32 `json:"numberAvailable,omitempty"`
+	// NumberUnavailable is the number of desired nodes without an available agent pod.
+	// +optional
+	NumberUnavailable int32 `json:"numberUnavailable,omitempty"`
+	// UpdatedNumberScheduled is the number of nodes running a pod of the update revision.
+	// +optional
+	UpdatedNumberScheduled int32 `json:"updatedNumberScheduled,omitempty"`
+	// CollisionCount counts hash collisions of revision names; it salts the
+	// hash of the next revision.
+	// +optional
+	CollisionCount *int32 `json:"collisionCount,omitempty"`
+	// CurrentRevision is the revision the rollout started from, or the
+	// update revision once the rollout is complete.
+	// +optional
+	CurrentRevision string `json:"currentRevision,omitempty"`
+	// UpdateRevision is the revision of the current template.
+	// +optional
+	UpdateRevision string `json:"updateRevision,omitempty"`
+	// Conditions: Available, Reconciling, Stalled, PodFailure.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// NodeAgentSet runs one agent pod on every eligible node.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=nas,categories=all
+// +kubebuilder:printcolumn:name="Desired",type=integer,JSONPath=".status.desiredNumberScheduled"
+// +kubebuilder:printcolumn:name="Current",type=integer,JSONPath=".status.currentNumberScheduled"
+// +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=".status.numberReady"
+// +kubebuilder:printcolumn:name="Up-to-date",type=integer,JSONPath=".status.updatedNumberScheduled"
+// +kubebuilder:printcolumn:name="Available",type=integer,JSONPath=".status.numberAvailable"
+// +kubebuilder:printcolumn:name="Node Selector",type=string,JSONPath=".spec.template.spec.nodeSelector",priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
+type NodeAgentSet struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec NodeAgentSetSpec `json:"spec"`
+	// +optional
+	Status NodeAgentSetStatus `json:"status,omitempty"`
+}
+
+// NodeAgentSetList is a list of NodeAgentSets.
+// +kubebuilder:object:root=true
+type NodeAgentSetList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []NodeAgentSet `json:"items"`
+}

@@ -1,0 +1,113 @@
+// Command manager runs the NodeAgentSet controller.
+package main
+
+import (
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"os"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/controller"
+	"github.com/nodeagentset/nodeagentset/internal/execute"
+)
+
+type options struct {
+	leaderElect             bool
+	leaderElectionNamespace string
+	metricsAddr             string
+	secureMetrics           bool
+	probeAddr               string
+	maxConcurrentReconciles int
+	qps                     float64
+	burst                   int
+}
+
+func main() {
+	var o options
+	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that only one replica is active.")
+	flag.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the pod's namespace).")
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint; \"0\" disables it.")
+	flag.BoolVar(&o.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, with authentication and authorization by the API server.")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints; \"0\" disables them.")
+	flag.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "NodeAgentSets reconciled in parallel.")
+	flag.Float64Var(&o.qps, "kube-api-qps", 100, "Client-side limit of API requests per second.")
+	flag.IntVar(&o.burst, "kube-api-burst", 200, "Client-side burst of API requests.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	if err := run(o); err != nil {
+		ctrl.Log.Error(err, "Manager stopped")
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(nasv1alpha1.AddToScheme(scheme))
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
+
+	metrics := metricsserver.Options{
+		BindAddress:   o.metricsAddr,
+		SecureServing: o.secureMetrics,
+		// HTTP/2 stays off: it is exposed to the HTTP/2 rapid-reset attacks.
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
+	}
+	if o.secureMetrics {
+		metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Cache:                   controller.CacheOptions(),
+		Metrics:                 metrics,
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect,
+		LeaderElectionID:        "nodeagentset.io",
+		LeaderElectionNamespace: o.leaderElectionNamespace,
+		// Stepping down at once on SIGTERM lets a new leader start within a
+		// second instead of after the lease expires.
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+	ctx := ctrl.SetupSignalHandler()
+	r := &controller.Reconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Executor: &execute.Executor{
+			Client:       mgr.GetClient(),
+			Recorder:     mgr.GetEventRecorder("nodeagentset-controller"),
+			Expectations: execute.NewExpectations(),
+			Backoff:      execute.NewBackoff(),
+		},
+	}
+	if err := r.SetupWithManager(ctx, mgr, o.maxConcurrentReconciles); err != nil {
+		return fmt.Errorf("setting up controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	ctrl.Log.Info("Starting manager", "qps", o.qps, "burst", o.burst, "maxConcurrentReconciles", o.maxConcurrentReconciles)
+	return mgr.Start(ctx)
+}

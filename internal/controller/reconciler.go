@@ -1,0 +1,173 @@
+// Package controller wires the NodeAgentSet controller into
+// controller-runtime: what it watches and caches, and Reconcile, which
+// observes a snapshot, asks the pure planner for a plan, hands the plan to
+// the executor and writes status once.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/execute"
+	"github.com/nodeagentset/nodeagentset/internal/plan"
+	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
+	"github.com/nodeagentset/nodeagentset/internal/revision"
+	"github.com/nodeagentset/nodeagentset/internal/status"
+)
+
+// +kubebuilder:rbac:groups=nodeagentset.io,resources=nodeagentsets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=nodeagentset.io,resources=nodeagentsets/status,verbs=patch
+// +kubebuilder:rbac:groups=nodeagentset.io,resources=nodeagentsets/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete;patch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=controllerrevisions,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconciler reconciles NodeAgentSets.
+type Reconciler struct {
+	Client client.Client
+	// APIReader reads around the cache, for the rare read that must be fresh.
+	APIReader client.Reader
+	Executor  *execute.Executor
+	// Clock returns now; time.Now when nil.
+	Clock func() time.Time
+}
+
+// Reconcile runs one pass for one NodeAgentSet.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	set := &nasv1alpha1.NodeAgentSet{}
+	if err := r.Client.Get(ctx, req.NamespacedName, set); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if set.DeletionTimestamp != nil {
+		// The garbage collector removes the pods and revisions.
+		return ctrl.Result{}, nil
+	}
+	selector, err := metav1.LabelSelectorAsSelector(set.Spec.Selector)
+	if err != nil {
+		return ctrl.Result{}, reconcile.TerminalError(fmt.Errorf("parsing spec.selector: %w", err))
+	}
+	revs, err := r.syncRevision(ctx, set)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	updateHash := revision.HashOf(revs.update)
+
+	snap, err := r.observe(ctx, set, updateHash)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	snap.Selector = selector
+	p := plan.Compute(snap)
+	out, execErr := r.Executor.Execute(ctx, set, p, &set.Spec.Template, updateHash)
+
+	st := status.Compute(status.Input{
+		Set: set, Plan: p, UpdateHash: updateHash, UpdateRevision: revs.update.Name,
+		CollisionCount: revs.collisionCount, Now: snap.Now, PodFailure: execErr,
+	})
+	errs := []error{execErr,
+		r.pruneHistory(ctx, set, revs, liveRevisions(snap.Pods, revs.update.Name, st.CurrentRevision)),
+		r.writeStatus(ctx, set, st)}
+	if err := errors.Join(errs...); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: r.requeueAfter(set, p, out, snap.Now)}, nil
+}
+
+// observe reads the snapshot a plan is computed from: every node, the pods
+// carrying the set's name (with this process's unreflected writes laid
+// over them) and the failed-pod backoffs.
+func (r *Reconciler) observe(ctx context.Context, set *nasv1alpha1.NodeAgentSet, updateHash string) (plan.Snapshot, error) {
+	now := r.now()
+	var nodes corev1.NodeList
+	if err := r.Client.List(ctx, &nodes); err != nil {
+		return plan.Snapshot{}, fmt.Errorf("listing Nodes: %w", err)
+	}
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(set.Namespace),
+		client.MatchingLabels{nasv1alpha1.LabelSetName: set.Name}); err != nil {
+		return plan.Snapshot{}, fmt.Errorf("listing Pods: %w", err)
+	}
+	snap := plan.Snapshot{
+		Set:        set,
+		Nodes:      make([]*corev1.Node, len(nodes.Items)),
+		UpdateHash: updateHash,
+		Now:        now,
+		Backoff:    r.Executor.Backoff.Until(set.UID, now),
+	}
+	for i := range nodes.Items {
+		snap.Nodes[i] = &nodes.Items[i]
+	}
+	cached := make([]*corev1.Pod, len(pods.Items))
+	for i := range pods.Items {
+		cached[i] = &pods.Items[i]
+	}
+	snap.Pods = r.Executor.Expectations.Overlay(set.UID, cached, now)
+	return snap, nil
+}
+
+// writeStatus patches the status subresource, only when it changed.
+func (r *Reconciler) writeStatus(ctx context.Context, set *nasv1alpha1.NodeAgentSet, st nasv1alpha1.NodeAgentSetStatus) error {
+	if equality.Semantic.DeepEqual(set.Status, st) {
+		return nil
+	}
+	updated := set.DeepCopy()
+	updated.Status = st
+	// A merge patch from the status we read: only this controller writes
+	// status, so there is no one to conflict with, and a stale read only
+	// costs one more pass.
+	if err := r.Client.Status().Patch(ctx, updated, client.MergeFrom(set)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("writing status: %w", err)
+	}
+	return nil
+}
+
+// requeueAfter is when to look again without an event: at once after a
+// capped pass, when a backoff ends, or when a Ready pod becomes available.
+func (r *Reconciler) requeueAfter(set *nasv1alpha1.NodeAgentSet, p plan.Plan, out execute.Outcome, now time.Time) time.Duration {
+	if out.Capped {
+		return time.Millisecond
+	}
+	after := p.RequeueAfter
+	minReady := time.Duration(set.Spec.MinReadySeconds) * time.Second
+	if c := status.Count(p, "", minReady, now); !c.NextAvailable.IsZero() {
+		if d := c.NextAvailable.Sub(now) + time.Millisecond; after == 0 || d < after {
+			after = d
+		}
+	}
+	return after
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Clock != nil {
+		return r.Clock()
+	}
+	return time.Now()
+}
+
+// liveRevisions names the revisions history must keep: the ones pods run,
+// the update revision and the current one.
+func liveRevisions(pods []*corev1.Pod, names ...string) map[string]bool {
+	live := map[string]bool{}
+	for _, n := range names {
+		live[n] = true
+	}
+	for _, pod := range pods {
+		live[podtemplate.Hash(pod)] = true
+	}
+	return live
+}

@@ -1,0 +1,171 @@
+package controller
+
+import (
+	"context"
+	"slices"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
+)
+
+// IndexPodNode indexes cached pods by the node they run on or are pinned to.
+const IndexPodNode = "nodeagentset.io/node"
+
+// CacheOptions keeps the informer caches lean: only pods and revisions that
+// carry the set-name label (not every pod of the cluster), no managed
+// fields anywhere, and of nodes only what eligibility reads.
+func CacheOptions() cache.Options {
+	ours, err := labels.NewRequirement(nasv1alpha1.LabelSetName, selection.Exists, nil)
+	if err != nil {
+		panic(err) // a constant requirement; cannot fail
+	}
+	onlyOurs := labels.NewSelector().Add(*ours)
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}:                {Label: onlyOurs},
+			&appsv1.ControllerRevision{}: {Label: onlyOurs},
+			&corev1.Node{}:               {Transform: leanNode},
+		},
+	}
+}
+
+// leanNode keeps what eligibility reads (name, labels, taints) and drops
+// the rest (status with its images and heartbeats, annotations), which is
+// most of a node's size.
+func leanNode(obj any) (any, error) {
+	node, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:              node.Name,
+			UID:               node.UID,
+			ResourceVersion:   node.ResourceVersion,
+			CreationTimestamp: node.CreationTimestamp,
+			DeletionTimestamp: node.DeletionTimestamp,
+			Labels:            node.Labels,
+		},
+		Spec: corev1.NodeSpec{Taints: node.Spec.Taints, Unschedulable: node.Spec.Unschedulable},
+	}, nil
+}
+
+// SetupWithManager registers the controller and its watches.
+func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, maxConcurrent int) error {
+	err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, IndexPodNode, func(o client.Object) []string {
+		if n := podtemplate.NodeOf(o.(*corev1.Pod)); n != "" {
+			return []string{n}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&nasv1alpha1.NodeAgentSet{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&appsv1.ControllerRevision{}).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podToSet)).
+		Watches(&corev1.Node{}, r.nodeHandler(), builder.WithPredicates(eligibilityChanged())).
+		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
+		Named("nodeagentset").
+		Complete(r)
+}
+
+// podToSet maps a pod to its controlling set, or an orphan to the set its
+// name label names (which may adopt it).
+func podToSet(_ context.Context, o client.Object) []reconcile.Request {
+	if ref := metav1.GetControllerOfNoCopy(o); ref != nil {
+		if ref.Kind != "NodeAgentSet" || ref.APIVersion != nasv1alpha1.GroupVersion.String() {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}}}
+	}
+	if name := o.GetLabels()[nasv1alpha1.LabelSetName]; name != "" {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+	}
+	return nil
+}
+
+// nodeHandler queues every set when a node appears or changes in a way
+// eligibility cares about (any set may now want it or let it go), and, when
+// a node goes, the sets with pods on it.
+func (r *Reconciler) nodeHandler() handler.EventHandler {
+	all := func(ctx context.Context, _ client.Object) []reconcile.Request {
+		var sets nasv1alpha1.NodeAgentSetList
+		if err := r.Client.List(ctx, &sets); err != nil {
+			return nil
+		}
+		reqs := make([]reconcile.Request, len(sets.Items))
+		for i := range sets.Items {
+			reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&sets.Items[i])}
+		}
+		return reqs
+	}
+	onNode := func(ctx context.Context, o client.Object) []reconcile.Request {
+		var pods corev1.PodList
+		if err := r.Client.List(ctx, &pods, client.MatchingFields{IndexPodNode: o.GetName()}); err != nil {
+			return nil
+		}
+		var reqs []reconcile.Request
+		for i := range pods.Items {
+			for _, req := range podToSet(ctx, &pods.Items[i]) {
+				if !slices.Contains(reqs, req) {
+					reqs = append(reqs, req)
+				}
+			}
+		}
+		return reqs
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			addAll(q, all(ctx, e.Object))
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			addAll(q, all(ctx, e.ObjectNew))
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			addAll(q, onNode(ctx, e.Object))
+		},
+	}
+}
+
+func addAll(q workqueue.TypedRateLimitingInterface[reconcile.Request], reqs []reconcile.Request) {
+	for _, r := range reqs {
+		q.Add(r)
+	}
+}
+
+// eligibilityChanged lets through node updates that can change whether an
+// agent may run there: labels, taints, cordoning. Heartbeats and image
+// lists do not.
+func eligibilityChanged() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		old, okOld := e.ObjectOld.(*corev1.Node)
+		cur, okNew := e.ObjectNew.(*corev1.Node)
+		if !okOld || !okNew {
+			return true
+		}
+		return !equality.Semantic.DeepEqual(old.Labels, cur.Labels) ||
+			!equality.Semantic.DeepEqual(old.Spec.Taints, cur.Spec.Taints) ||
+			old.Spec.Unschedulable != cur.Spec.Unschedulable
+	}}
+}

@@ -1,0 +1,214 @@
+package execute
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/plan"
+	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
+)
+
+// DefaultBurst is the most pod creates and deletes one pass issues, as in
+// the DaemonSet controller; a larger plan continues in the next pass, which
+// is queued at once.
+const DefaultBurst = 250
+
+// Executor carries out plans.
+type Executor struct {
+	Client       client.Client
+	Recorder     recorder.EventRecorder
+	Expectations *Expectations
+	Backoff      *Backoff
+	// Burst caps creates plus deletes per pass (DefaultBurst when 0).
+	Burst int
+	// Clock returns now; time.Now when nil.
+	Clock func() time.Time
+}
+
+// Outcome is what a pass did.
+type Outcome struct {
+	Created, Deleted int
+	// Capped: the burst cap cut the pass short; run another at once.
+	Capped bool
+}
+
+// Execute carries out p for set, building new pods from template (the
+// update revision's, with hash). Every error is returned, joined; the first
+// failing write of a kind stops the rest of that kind for this pass.
+func (x *Executor) Execute(ctx context.Context, set *nasv1alpha1.NodeAgentSet, p plan.Plan, template *corev1.PodTemplateSpec, hash string) (Outcome, error) {
+	var errs []error
+	for _, pod := range p.Release {
+		errs = append(errs, x.setController(ctx, set, pod, false))
+	}
+	for _, pod := range p.Adopt {
+		errs = append(errs, x.setController(ctx, set, pod, true))
+	}
+	burst := x.Burst
+	if burst <= 0 {
+		burst = DefaultBurst
+	}
+	var out Outcome
+	deletes := p.Deletes
+	if len(deletes) > burst {
+		deletes, out.Capped = deletes[:burst], true
+	}
+	creates := p.Creates
+	if room := burst - len(deletes); len(creates) > room {
+		creates, out.Capped = creates[:room], true
+	}
+	var err error
+	out.Deleted, err = x.deletes(ctx, set, deletes)
+	errs = append(errs, err)
+	out.Created, err = x.creates(ctx, set, creates, template, hash)
+	errs = append(errs, err)
+	return out, errors.Join(errs...)
+}
+
+func (x *Executor) now() time.Time {
+	if x.Clock != nil {
+		return x.Clock()
+	}
+	return time.Now()
+}
+
+// creates issues the creates in slow-start batches (1, 2, 4, ...) so a
+// template the API server refuses costs one request, not hundreds.
+func (x *Executor) creates(ctx context.Context, set *nasv1alpha1.NodeAgentSet, creates []plan.Create, template *corev1.PodTemplateSpec, hash string) (int, error) {
+	log := logr.FromContextOrDiscard(ctx)
+	var created []string
+	err := slowStart(len(creates), func(i int) error {
+		c := creates[i]
+		pod := podtemplate.Build(set, template, hash, c.Node)
+		if err := x.Client.Create(ctx, pod); err != nil {
+			return fmt.Errorf("creating Pod on Node %q: %w", c.Node, err)
+		}
+		x.Expectations.Created(set.UID, pod, x.now())
+		log.V(4).Info("Created pod", "pod", klog.KObj(pod), "node", c.Node, "reason", c.Reason)
+		return nil
+	}, func(i int) { created = append(created, creates[i].Node) })
+	if len(created) > 0 {
+		x.Recorder.Eventf(set, nil, corev1.EventTypeNormal, "SuccessfulCreate", "Create",
+			"Created %d pod(s) on %s", len(created), summarize(created))
+	}
+	if err != nil {
+		x.Recorder.Eventf(set, nil, corev1.EventTypeWarning, "FailedCreate", "Create", "%v", err)
+	}
+	return len(created), err
+}
+
+func (x *Executor) deletes(ctx context.Context, set *nasv1alpha1.NodeAgentSet, deletes []plan.Delete) (int, error) {
+	log := logr.FromContextOrDiscard(ctx)
+	var deleted []string
+	err := slowStart(len(deletes), func(i int) error {
+		d := deletes[i]
+		opts := []client.DeleteOption{client.Preconditions{UID: &d.Pod.UID}}
+		if d.Now {
+			opts = append(opts, client.GracePeriodSeconds(0))
+		}
+		err := x.Client.Delete(ctx, d.Pod, opts...)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting Pod %q on Node %q: %w", d.Pod.Name, d.Node, err)
+		}
+		now := x.now()
+		x.Expectations.Deleted(set.UID, d.Pod.UID, now)
+		if d.Finished {
+			x.Backoff.Next(set.UID, d.Node, now)
+		}
+		log.V(4).Info("Deleted pod", "pod", klog.KObj(d.Pod), "node", d.Node, "reason", d.Reason)
+		return nil
+	}, func(i int) { deleted = append(deleted, deletes[i].Pod.Name+" ("+deletes[i].Reason+")") })
+	if len(deleted) > 0 {
+		x.Recorder.Eventf(set, nil, corev1.EventTypeNormal, "SuccessfulDelete", "Delete",
+			"Deleted %d pod(s): %s", len(deleted), summarize(deleted))
+	}
+	if err != nil {
+		x.Recorder.Eventf(set, nil, corev1.EventTypeWarning, "FailedDelete", "Delete", "%v", err)
+	}
+	return len(deleted), err
+}
+
+// setController adds (adopt) or removes (release) the set's controller
+// reference on pod. The uid in the patch makes it fail rather than touch a
+// new pod of the same name.
+func (x *Executor) setController(ctx context.Context, set *nasv1alpha1.NodeAgentSet, pod *corev1.Pod, adopt bool) error {
+	refs := make([]metav1.OwnerReference, 0, len(pod.OwnerReferences)+1)
+	for _, r := range pod.OwnerReferences {
+		if r.UID != set.UID {
+			refs = append(refs, r)
+		}
+	}
+	action := "Release"
+	if adopt {
+		action = "Adopt"
+		refs = append(refs, metav1.OwnerReference{
+			APIVersion: nasv1alpha1.GroupVersion.String(), Kind: "NodeAgentSet", Name: set.Name, UID: set.UID,
+			Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
+		})
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"ownerReferences": refs, "uid": pod.UID}})
+	if err != nil {
+		return err
+	}
+	if err := x.Client.Patch(ctx, pod, client.RawPatch(types.MergePatchType, patch)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("%s of Pod %q: %w", strings.ToLower(action), pod.Name, err)
+	}
+	x.Recorder.Eventf(set, pod, corev1.EventTypeNormal, action, action, "%sed pod %s", strings.TrimSuffix(action, "e"), pod.Name)
+	return nil
+}
+
+// slowStart runs do(0..n-1) in batches of 1, 2, 4, ... each batch in
+// parallel, stopping after the first batch with an error. done is called,
+// one at a time, for every success.
+func slowStart(n int, do func(int) error, done func(int)) error {
+	var mu sync.Mutex
+	var errs []error
+	for start, size := 0, 1; start < n; start, size = start+size, size*2 {
+		end := min(start+size, n)
+		var wg sync.WaitGroup
+		for i := start; i < end; i++ {
+			wg.Go(func() {
+				err := do(i)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+					return
+				}
+				done(i)
+			})
+		}
+		wg.Wait()
+		if len(errs) > 0 {
+			if skipped := n - end; skipped > 0 {
+				errs = append(errs, fmt.Errorf("skipped %d more after the failure", skipped))
+			}
+			return errors.Join(errs...)
+		}
+	}
+	return nil
+}
+
+// summarize lists up to five items and counts the rest, for event messages.
+func summarize(items []string) string {
+	const show = 5
+	if len(items) <= show {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:show], ", "), len(items)-show)
+}

@@ -1,0 +1,137 @@
+// Package plan is the pure core of the controller: from a snapshot of one
+// NodeAgentSet, its nodes and its pods at a moment, it computes what to
+// create, delete, adopt and release, each with a reason a person can read.
+// It never talks to the API server and takes the time as an argument.
+package plan
+
+import (
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/eligibility"
+	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
+)
+
+// Snapshot is everything a plan is computed from.
+type Snapshot struct {
+	Set *nasv1alpha1.NodeAgentSet
+	// Selector is Set's selector, parsed.
+	Selector labels.Selector
+	Nodes    []*corev1.Node
+	// Pods carrying the set's name label: owned, orphaned or owned by
+	// someone else; terminating ones included.
+	Pods []*corev1.Pod
+	// UpdateHash is the hash of the revision of the current template.
+	UpdateHash string
+	Now        time.Time
+	// Backoff maps a node to the moment before which a failed agent there is
+	// left in place rather than replaced.
+	Backoff map[string]time.Time
+}
+
+// NodeState is what the plan saw on one node and made of it.
+type NodeState struct {
+	Name string
+	// Exists is false for a node that is gone but still has pods.
+	Exists      bool
+	Eligibility eligibility.Result
+	// Active pods are neither terminating nor finished, oldest first.
+	Active []*corev1.Pod
+	// Finished pods (Failed or Succeeded) not yet deleted.
+	Finished []*corev1.Pod
+	// Waiting says why the plan holds back on this node, if it does.
+	Waiting string
+}
+
+// claim splits the snapshot's pods into the ones the set manages (owned
+// and matching, or orphans it adopts) and the changes of ownership.
+func claim(s Snapshot) (managed, adopt, release []*corev1.Pod) {
+	for _, pod := range s.Pods {
+		ref := metav1.GetControllerOfNoCopy(pod)
+		matches := s.Selector.Matches(labels.Set(pod.Labels))
+		switch {
+		case ref != nil && ref.UID == s.Set.UID:
+			if matches || pod.DeletionTimestamp != nil {
+				managed = append(managed, pod)
+			} else {
+				release = append(release, pod)
+			}
+		case ref == nil && matches && pod.DeletionTimestamp == nil && s.Set.DeletionTimestamp == nil:
+			managed = append(managed, pod)
+			adopt = append(adopt, pod)
+		}
+	}
+	return managed, adopt, release
+}
+
+// nodeStates groups the managed pods by node: every existing node, sorted
+// by name, then every vanished node that still has pods.
+func nodeStates(s Snapshot, managed []*corev1.Pod) []NodeState {
+	byNode := map[string][]*corev1.Pod{}
+	for _, pod := range managed {
+		n := podtemplate.NodeOf(pod)
+		byNode[n] = append(byNode[n], pod)
+	}
+	spec := eligibility.AgentSpec(&s.Set.Spec.Template.Spec)
+	states := make([]NodeState, 0, len(s.Nodes))
+	for _, node := range s.Nodes {
+		st := NodeState{Name: node.Name, Exists: true, Eligibility: eligibility.Evaluate(node, spec)}
+		st.Active, st.Finished = split(byNode[node.Name])
+		delete(byNode, node.Name)
+		states = append(states, st)
+	}
+	slices.SortFunc(states, func(a, b NodeState) int { return compareStrings(a.Name, b.Name) })
+	gone := make([]NodeState, 0, len(byNode))
+	for name, pods := range byNode {
+		st := NodeState{Name: name, Eligibility: eligibility.Result{Reason: "node does not exist"}}
+		st.Active, st.Finished = split(pods)
+		// Terminating pods on a vanished node stay until deleted for good:
+		// no kubelet is left to finish them.
+		for _, p := range pods {
+			if p.DeletionTimestamp != nil {
+				st.Finished = append(st.Finished, p)
+			}
+		}
+		gone = append(gone, st)
+	}
+	slices.SortFunc(gone, func(a, b NodeState) int { return compareStrings(a.Name, b.Name) })
+	return append(states, gone...)
+}
+
+// split drops terminating pods and separates finished ones, each oldest first.
+func split(pods []*corev1.Pod) (active, finished []*corev1.Pod) {
+	for _, p := range pods {
+		switch {
+		case p.DeletionTimestamp != nil:
+		case p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded:
+			finished = append(finished, p)
+		default:
+			active = append(active, p)
+		}
+	}
+	slices.SortFunc(active, olderFirst)
+	slices.SortFunc(finished, olderFirst)
+	return active, finished
+}
+
+func olderFirst(a, b *corev1.Pod) int {
+	if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+		return c
+	}
+	return compareStrings(a.Name, b.Name)
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,135 @@
+// Package revision turns templates into ControllerRevisions and back: the
+// hash that names a revision, the revision object, finding the revision
+// equal to a template (so a rollback re-uses it), and which old revisions
+// history may prune. Pure.
+package revision
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strconv"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/rand"
+
+	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+)
+
+// data is what a ControllerRevision of a NodeAgentSet holds: the spec
+// fields a pod is built from, in the shape of the set's spec.
+type data struct {
+	Spec struct {
+		Template corev1.PodTemplateSpec `json:"template"`
+	} `json:"spec"`
+}
+
+// Encode is the revision payload of template. encoding/json writes struct
+// fields in order and map keys sorted, so equal templates encode equally.
+func Encode(template *corev1.PodTemplateSpec) ([]byte, error) {
+	var d data
+	d.Spec.Template = *template
+	return json.Marshal(d)
+}
+
+// Decode reads the template back from a revision.
+func Decode(cr *appsv1.ControllerRevision) (*corev1.PodTemplateSpec, error) {
+	var d data
+	if err := json.Unmarshal(cr.Data.Raw, &d); err != nil {
+		return nil, fmt.Errorf("decoding ControllerRevision %q: %w", cr.Name, err)
+	}
+	return &d.Spec.Template, nil
+}
+
+// Hash names the revision of an encoded template. The collision count salts
+// it, so that when two templates hash alike the next try gets a new name.
+func Hash(encoded []byte, collisionCount *int32) string {
+	h := fnv.New32a()
+	h.Write(encoded)
+	if collisionCount != nil {
+		var salt [4]byte
+		binary.LittleEndian.PutUint32(salt[:], uint32(*collisionCount))
+		h.Write(salt[:])
+	}
+	return rand.SafeEncodeString(strconv.FormatUint(uint64(h.Sum32()), 10))
+}
+
+// Name is the ControllerRevision name for a hash: <set>-<hash>.
+func Name(set *nasv1alpha1.NodeAgentSet, hash string) string { return set.Name + "-" + hash }
+
+// Build returns the ControllerRevision for set's current template.
+func Build(set *nasv1alpha1.NodeAgentSet, encoded []byte, hash string, number int64) *appsv1.ControllerRevision {
+	labels := make(map[string]string, len(set.Spec.Template.Labels)+2)
+	for k, v := range set.Spec.Template.Labels {
+		labels[k] = v
+	}
+	labels[nasv1alpha1.LabelRevisionHash] = hash
+	labels[nasv1alpha1.LabelSetName] = set.Name
+	return &appsv1.ControllerRevision{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            Name(set, hash),
+			Namespace:       set.Namespace,
+			Labels:          labels,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(set, nasv1alpha1.GroupVersion.WithKind("NodeAgentSet"))},
+		},
+		Data:     runtime.RawExtension{Raw: encoded},
+		Revision: number,
+	}
+}
+
+// HashOf is the hash a revision was created under.
+func HashOf(cr *appsv1.ControllerRevision) string {
+	return cr.Labels[nasv1alpha1.LabelRevisionHash]
+}
+
+// FindEqual returns the revision whose payload equals encoded, preferring
+// the highest revision number, or nil.
+func FindEqual(history []*appsv1.ControllerRevision, encoded []byte) *appsv1.ControllerRevision {
+	var found *appsv1.ControllerRevision
+	for _, cr := range history {
+		if bytes.Equal(cr.Data.Raw, encoded) && (found == nil || cr.Revision > found.Revision) {
+			found = cr
+		}
+	}
+	return found
+}
+
+// MaxNumber is the highest revision number in history, 0 when empty.
+func MaxNumber(history []*appsv1.ControllerRevision) int64 {
+	var n int64
+	for _, cr := range history {
+		n = max(n, cr.Revision)
+	}
+	return n
+}
+
+// Prunable returns the revisions history may delete, oldest first: those
+// beyond limit among the revisions that are neither live (used by a pod or
+// named in keep) nor the newest limit old ones.
+func Prunable(history []*appsv1.ControllerRevision, live map[string]bool, limit int32) []*appsv1.ControllerRevision {
+	var old []*appsv1.ControllerRevision
+	for _, cr := range history {
+		if !live[HashOf(cr)] && !live[cr.Name] {
+			old = append(old, cr)
+		}
+	}
+	if len(old) <= int(limit) {
+		return nil
+	}
+	slices.SortFunc(old, func(a, b *appsv1.ControllerRevision) int {
+		if a.Revision != b.Revision {
+			if a.Revision < b.Revision {
+				return -1
+			}
+			return 1
+		}
+		return a.CreationTimestamp.Compare(b.CreationTimestamp.Time)
+	})
+	return old[:len(old)-int(limit)]
+}

@@ -1,0 +1,69 @@
+package cluster
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// AuditLogPath is where the API server writes its audit log when
+// Options.Audit is set.
+func (c *Cluster) AuditLogPath() string { return filepath.Join(c.Dir, "logs", "audit.log") }
+
+// Write is one write request as the audit log recorded it.
+type Write struct {
+	User     string
+	Verb     string
+	Resource string
+	// Subresource is empty for the object itself ("status", "binding", ...).
+	Subresource string
+	Code        int32
+}
+
+// Writes reads every write the audit log holds so far, in order. Reads are
+// not logged (see auditPolicy).
+func (c *Cluster) Writes() ([]Write, error) {
+	if !c.opts.Audit {
+		return nil, fmt.Errorf("audit logging is off for this cluster")
+	}
+	f, err := os.Open(c.AuditLogPath())
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var writes []Write
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var e struct {
+			Stage     string                    `json:"stage"`
+			Verb      string                    `json:"verb"`
+			User      struct{ Username string } `json:"user"`
+			ObjectRef *struct {
+				Resource    string `json:"resource"`
+				Subresource string `json:"subresource"`
+			} `json:"objectRef"`
+			ResponseStatus *struct {
+				Code int32 `json:"code"`
+			} `json:"responseStatus"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return nil, fmt.Errorf("reading audit log: %w", err)
+		}
+		// One event per request: the one written when the response is done.
+		if e.Stage != "ResponseComplete" {
+			continue
+		}
+		w := Write{User: e.User.Username, Verb: e.Verb}
+		if e.ObjectRef != nil {
+			w.Resource, w.Subresource = e.ObjectRef.Resource, e.ObjectRef.Subresource
+		}
+		if e.ResponseStatus != nil {
+			w.Code = e.ResponseStatus.Code
+		}
+		writes = append(writes, w)
+	}
+	return writes, sc.Err()
+}
