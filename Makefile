@@ -61,11 +61,11 @@ verify-generated: manifests generate ## Fail when generated files are stale.
 
 .PHONY: test
 test: tools verify-generated vet lint ## Run unit, envtest integration and end-to-end tests, and lint.
-	go test $(GOTEST_FLAGS) -timeout 30m ./...
+	go test -count=1 $(GOTEST_FLAGS) -timeout 30m ./...
 
 .PHONY: test-e2e
 test-e2e: tools ## Run only the end-to-end tests on the local cluster.
-	go test $(GOTEST_FLAGS) -timeout 30m ./test/e2e/...
+	go test -count=1 $(GOTEST_FLAGS) -timeout 30m ./test/e2e/...
 
 ##@ Build
 

@@ -38,7 +38,7 @@ type NodeAgentSetSpec struct {
 	// +required
 	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="spec.selector: must not be empty"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.selector: field is immutable"
-	Selector *metav1.LabelSelector `json:"selector"`
+	Selector *LabelSelector `json:"selector"`
 
 	// Template is the agent pod, one per eligible node.
 	// +required
@@ -90,7 +90,9 @@ type RollingUpdate struct {
 	// +optional
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:XIntOrString
-	// +kubebuilder:validation:XValidation:rule="type(self) == string ? self.matches('^(100|[1-9]?[0-9])%$') : self >= 0",message="spec.updateStrategy.rollingUpdate.maxUnavailable: must be an integer >= 0 or a percent from 0% to 100%"
+	// +kubebuilder:validation:MaxLength=4
+	// +kubebuilder:validation:Pattern=`^(100|[1-9]?[0-9])%$`
+	// +kubebuilder:validation:XValidation:rule="type(self) != int || self >= 0",message="spec.updateStrategy.rollingUpdate.maxUnavailable: must not be negative"
 	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
 
 	// MaxSurge is the most nodes that may run an old and a new pod at once
@@ -99,7 +101,9 @@ type RollingUpdate struct {
 	// +optional
 	// +kubebuilder:default=0
 	// +kubebuilder:validation:XIntOrString
-	// +kubebuilder:validation:XValidation:rule="type(self) == string ? self.matches('^(100|[1-9]?[0-9])%$') : self >= 0",message="spec.updateStrategy.rollingUpdate.maxSurge: must be an integer >= 0 or a percent from 0% to 100%"
+	// +kubebuilder:validation:MaxLength=4
+	// +kubebuilder:validation:Pattern=`^(100|[1-9]?[0-9])%$`
+	// +kubebuilder:validation:XValidation:rule="type(self) != int || self >= 0",message="spec.updateStrategy.rollingUpdate.maxSurge: must not be negative"
 	MaxSurge *intstr.IntOrString `json:"maxSurge,omitempty"`
 
 	// Partition is the number (or percent of eligible nodes, rounded down)
@@ -108,7 +112,9 @@ type RollingUpdate struct {
 	// +optional
 	// +kubebuilder:default=0
 	// +kubebuilder:validation:XIntOrString
-	// +kubebuilder:validation:XValidation:rule="type(self) == string ? self.matches('^(100|[1-9]?[0-9])%$') : self >= 0",message="spec.updateStrategy.rollingUpdate.partition: must be an integer >= 0 or a percent from 0% to 100%"
+	// +kubebuilder:validation:MaxLength=4
+	// +kubebuilder:validation:Pattern=`^(100|[1-9]?[0-9])%$`
+	// +kubebuilder:validation:XValidation:rule="type(self) != int || self >= 0",message="spec.updateStrategy.rollingUpdate.partition: must not be negative"
 	Partition *intstr.IntOrString `json:"partition,omitempty"`
 
 	// NodeSelector, when set, limits updates to the nodes it matches; the
@@ -145,12 +151,16 @@ type NodeAgentSetStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 	// DesiredNumberScheduled is the number of nodes that should run the agent.
+	// +optional
 	DesiredNumberScheduled int32 `json:"desiredNumberScheduled"`
 	// CurrentNumberScheduled is the number of desired nodes running at least one agent pod.
+	// +optional
 	CurrentNumberScheduled int32 `json:"currentNumberScheduled"`
 	// NumberMisscheduled is the number of nodes running an agent pod that should not.
+	// +optional
 	NumberMisscheduled int32 `json:"numberMisscheduled"`
 	// NumberReady is the number of desired nodes with a Ready agent pod.
+	// +optional
 	NumberReady int32 `json:"numberReady"`
 	// NumberAvailable is the number of desired nodes with an available agent pod.
 	// +optional

@@ -18,7 +18,6 @@ import (
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/controller"
-	"github.com/nodeagentset/nodeagentset/internal/execute"
 )
 
 type options struct {
@@ -89,17 +88,7 @@ func run(o options) error {
 		return fmt.Errorf("creating manager: %w", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	r := &controller.Reconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Executor: &execute.Executor{
-			Client:       mgr.GetClient(),
-			Recorder:     mgr.GetEventRecorder("nodeagentset-controller"),
-			Expectations: execute.NewExpectations(),
-			Backoff:      execute.NewBackoff(),
-		},
-	}
-	if err := r.SetupWithManager(ctx, mgr, o.maxConcurrentReconciles); err != nil {
+	if err := controller.NewReconciler(mgr).SetupWithManager(ctx, mgr, o.maxConcurrentReconciles); err != nil {
 		return fmt.Errorf("setting up controller: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

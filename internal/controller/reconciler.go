@@ -54,7 +54,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		// The garbage collector removes the pods and revisions.
 		return ctrl.Result{}, nil
 	}
-	selector, err := metav1.LabelSelectorAsSelector(set.Spec.Selector)
+	selector, err := metav1.LabelSelectorAsSelector(set.Spec.Selector.AsMeta())
 	if err != nil {
 		return ctrl.Result{}, reconcile.TerminalError(fmt.Errorf("parsing spec.selector: %w", err))
 	}

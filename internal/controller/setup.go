@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/execute"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
 )
 
@@ -168,4 +169,18 @@ func eligibilityChanged() predicate.Predicate {
 			!equality.Semantic.DeepEqual(old.Spec.Taints, cur.Spec.Taints) ||
 			old.Spec.Unschedulable != cur.Spec.Unschedulable
 	}}
+}
+
+// NewReconciler builds the reconciler with its executor on mgr's clients.
+func NewReconciler(mgr ctrl.Manager) *Reconciler {
+	return &Reconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Executor: &execute.Executor{
+			Client:       mgr.GetClient(),
+			Recorder:     mgr.GetEventRecorder("nodeagentset-controller"),
+			Expectations: execute.NewExpectations(),
+			Backoff:      execute.NewBackoff(),
+		},
+	}
 }

@@ -1,0 +1,85 @@
+package execute
+
+import (
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+func pod(uid string) *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: uid, UID: types.UID(uid)}}
+}
+
+func uids(pods []*corev1.Pod) map[types.UID]bool {
+	m := map[types.UID]bool{}
+	for _, p := range pods {
+		m[p.UID] = true
+	}
+	return m
+}
+
+func TestOverlayShowsWritesTheCacheHasNotSeen(t *testing.T) {
+	e := NewExpectations()
+	now := time.Now()
+	e.Created("set", pod("new"), now)
+	e.Deleted("set", "old", now)
+
+	// A stale cache: has the deleted pod, lacks the created one.
+	got := uids(e.Overlay("set", []*corev1.Pod{pod("old"), pod("other")}, now))
+	if !got["new"] || got["old"] || !got["other"] || len(got) != 2 {
+		t.Fatalf("stale cache overlaid = %v, want new and other", got)
+	}
+	// The cache catches up: the overlay adds nothing and forgets both.
+	got = uids(e.Overlay("set", []*corev1.Pod{pod("new"), pod("other")}, now))
+	if len(got) != 2 || !got["new"] || !got["other"] {
+		t.Fatalf("fresh cache overlaid = %v", got)
+	}
+	if len(e.sets) != 0 {
+		t.Errorf("expectations kept after the cache reflected them: %+v", e.sets["set"])
+	}
+}
+
+func TestOverlayTrustsTheCacheAfterTTL(t *testing.T) {
+	e := NewExpectations()
+	now := time.Now()
+	e.Created("set", pod("lost"), now)
+	got := e.Overlay("set", nil, now.Add(ExpectationTTL))
+	if len(got) != 0 {
+		t.Errorf("overlay after TTL = %v, want the cache as is", got)
+	}
+}
+
+func TestOverlayKeepsSetsApart(t *testing.T) {
+	e := NewExpectations()
+	e.Created("a", pod("p"), time.Now())
+	if got := e.Overlay("b", nil, time.Now()); len(got) != 0 {
+		t.Errorf("set b sees set a's pod: %v", got)
+	}
+}
+
+func TestBackoffDoublesAndResets(t *testing.T) {
+	b := NewBackoff()
+	now := time.Now()
+	var waits []time.Duration
+	for range 5 {
+		b.Next("set", "n1", now)
+		waits = append(waits, b.Until("set", now)["n1"].Sub(now))
+	}
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second}
+	for i := range want {
+		if waits[i] != want[i] {
+			t.Fatalf("waits = %v, want %v", waits, want)
+		}
+	}
+	if _, ok := b.Until("set", now.Add(time.Minute))["n1"]; ok {
+		t.Error("node still in backoff after it ended")
+	}
+	later := now.Add(31 * time.Minute)
+	b.Next("set", "n1", later)
+	if got := b.Until("set", later)["n1"].Sub(later); got != time.Second {
+		t.Errorf("after a quiet spell the backoff is %v, want it reset to 1s", got)
+	}
+}

@@ -1,0 +1,36 @@
+package podtemplate
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+)
+
+func TestBuildPinsLabelsAndOwns(t *testing.T) {
+	set := &nasv1alpha1.NodeAgentSet{ObjectMeta: metav1.ObjectMeta{Name: "agent", Namespace: "ns", UID: "u"}}
+	tmpl := &corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "a"}},
+		Spec: corev1.PodSpec{Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"a"}}},
+			}}},
+		}}},
+	}
+	pod := Build(set, tmpl, "h1", "node-7")
+	if NodeOf(pod) != "node-7" || Hash(pod) != "h1" || pod.Labels[nasv1alpha1.LabelSetName] != "agent" || pod.Labels["app"] != "a" {
+		t.Errorf("pod = %+v", pod.ObjectMeta)
+	}
+	terms := pod.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+	if len(terms) != 1 || len(terms[0].MatchExpressions) != 0 {
+		t.Errorf("the template's own terms were kept: %+v", terms)
+	}
+	if ref := metav1.GetControllerOf(pod); ref == nil || ref.UID != "u" || ref.Kind != "NodeAgentSet" {
+		t.Errorf("controller reference = %+v", ref)
+	}
+	if len(tmpl.Labels) != 1 || len(tmpl.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[0].MatchExpressions) != 1 {
+		t.Error("Build modified the template")
+	}
+}

@@ -1,0 +1,70 @@
+package status
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/eligibility"
+	"github.com/nodeagentset/nodeagentset/internal/plan"
+)
+
+var now = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+
+func readyPod(hash string, readyFor time.Duration) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{nasv1alpha1.LabelRevisionHash: hash}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{
+			Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(now.Add(-readyFor)),
+		}}},
+	}
+}
+
+func node(name string, run, keep bool, pods ...*corev1.Pod) plan.NodeState {
+	return plan.NodeState{Name: name, Exists: true, Eligibility: eligibility.Result{ShouldRun: run, ShouldContinueRunning: keep}, Active: pods}
+}
+
+func TestCountFollowsDaemonSet(t *testing.T) {
+	p := plan.Plan{Nodes: []plan.NodeState{
+		node("ready-new", true, true, readyPod("new", time.Minute)),
+		node("ready-old", true, true, readyPod("old", time.Minute)),
+		node("ready-not-yet-available", true, true, readyPod("new", 5*time.Second)),
+		node("empty", true, true),
+		node("tainted-noschedule-with-pod", false, true, readyPod("new", time.Minute)),
+		node("ineligible-empty", false, false),
+	}}
+	c := Count(p, "new", 10*time.Second, now)
+	want := Counts{Desired: 4, Current: 3, Misscheduled: 1, Ready: 3, Available: 2, Updated: 2, NextAvailable: now.Add(5 * time.Second)}
+	if c != want {
+		t.Errorf("Count = %+v\nwant    %+v", c, want)
+	}
+}
+
+func TestConditions(t *testing.T) {
+	set := &nasv1alpha1.NodeAgentSet{ObjectMeta: metav1.ObjectMeta{Generation: 3}}
+	converged := plan.Plan{Nodes: []plan.NodeState{node("a", true, true, readyPod("h", time.Minute))}}
+	st := Compute(Input{Set: set, Plan: converged, UpdateHash: "h", UpdateRevision: "agent-h", Now: now})
+	if !meta.IsStatusConditionTrue(st.Conditions, nasv1alpha1.ConditionAvailable) ||
+		!meta.IsStatusConditionFalse(st.Conditions, nasv1alpha1.ConditionReconciling) ||
+		st.CurrentRevision != "agent-h" || st.ObservedGeneration != 3 {
+		t.Errorf("converged status = %+v", st)
+	}
+
+	set.Status = st
+	rolling := plan.Plan{Nodes: []plan.NodeState{node("a", true, true, readyPod("h", time.Minute))},
+		Creates: []plan.Create{{Node: "b"}}}
+	st = Compute(Input{Set: set, Plan: rolling, UpdateHash: "h2", UpdateRevision: "agent-h2", Now: now,
+		PodFailure: errors.New("pods is forbidden: exceeded quota")})
+	if !meta.IsStatusConditionTrue(st.Conditions, nasv1alpha1.ConditionReconciling) || st.CurrentRevision != "agent-h" {
+		t.Errorf("rolling status = %+v", st)
+	}
+	if c := meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionPodFailure); c == nil ||
+		c.Status != metav1.ConditionTrue || c.Message != "pods is forbidden: exceeded quota" {
+		t.Errorf("PodFailure condition = %+v", c)
+	}
+}
