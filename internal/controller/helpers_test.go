@@ -195,4 +195,3 @@ func podNames(pods []corev1.Pod) []string {
 	slices.Sort(names)
 	return names
 }
-
