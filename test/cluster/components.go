@@ -257,3 +257,6 @@ func prepareDir(dir string) (string, error) {
 func safeName(name string) string {
 	return strings.NewReplacer(":", "-", "/", "-").Replace(name)
 }
+
+// BinPath is the path of one of the pinned binaries (kubectl, say).
+func (c *Cluster) BinPath(name string) string { return filepath.Join(c.bin, name) }

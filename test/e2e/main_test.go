@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/test/cluster"
+)
+
+// managerBinary is the manager built once for every test of the package,
+// run as its own process like in a cluster, so tests can kill it and read
+// its memory from /proc.
+var managerBinary string
+
+var scheme = runtime.NewScheme()
+
+func TestMain(m *testing.M) {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(nasv1alpha1.AddToScheme(scheme))
+	dir, err := os.MkdirTemp("", "nodeagentset-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	managerBinary = filepath.Join(dir, "manager")
+	build := exec.Command("go", "build", "-o", managerBinary, "../../cmd/manager")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the manager:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// startCluster starts a local cluster with the CRD installed.
+func startCluster(t *testing.T, opts cluster.Options) *cluster.Cluster {
+	t.Helper()
+	opts.CRDDirs = append(opts.CRDDirs, filepath.Join("..", "..", "config", "crd", "bases"))
+	return cluster.StartForTest(t, opts)
+}
+
+// startManager runs the manager against c as its own user and returns a
+// controller-runtime client for the test.
+func startManager(t *testing.T, c *cluster.Cluster, args ...string) client.Client {
+	t.Helper()
+	_, kubeconfig, err := c.AddUser("nodeagentset:manager", "system:masters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--kubeconfig=" + kubeconfig, "--metrics-bind-address=0", "--health-probe-bind-address=0"}
+	if err := c.StartProcess("manager", managerBinary, append(base, args...)...); err != nil {
+		t.Fatal(err)
+	}
+	k, err := client.New(c.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// peakRSS reads a process's peak resident set size (VmHWM) in bytes.
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+}
+
+// envInt reads a size from the environment, for running a test bigger
+// than make test does (NAS_E2E_NODES=500 go test ./test/e2e -run ...).
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
