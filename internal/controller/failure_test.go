@@ -1,0 +1,59 @@
+package controller_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+)
+
+// A template the CRD schema accepts but the API server refuses at pod
+// creation (a container name that is not a DNS label) shows as a Warning
+// event and a PodFailure condition carrying the server's own message; fixing
+// the template clears the condition.
+func TestPodCreateRefusalIsReportedWithTheServerMessage(t *testing.T) {
+	f := newFixture(t, "refused")
+	nodes := f.nodes(2)
+	set := f.newSet()
+	set.Spec.Template.Spec.Containers[0].Name = "Not_A_DNS_Label"
+	f.create(set)
+
+	const serverSays = "spec.containers[0].name: Invalid value"
+	eventually(t, "a FailedCreate event with the server's message", func() (bool, string) {
+		var events eventsv1.EventList
+		if err := k8s.List(f.ctx, &events, client.InNamespace(f.ns)); err != nil {
+			return false, err.Error()
+		}
+		var seen []string
+		for _, e := range events.Items {
+			if e.Regarding.Name == set.Name && e.Reason == "FailedCreate" && strings.Contains(e.Note, serverSays) {
+				return true, ""
+			}
+			seen = append(seen, e.Reason+": "+e.Note)
+		}
+		return false, fmt.Sprintf("%q", seen)
+	})
+	eventually(t, "a PodFailure condition with the server's message", func() (bool, string) {
+		c := meta.FindStatusCondition(f.get(set).Status.Conditions, nasv1alpha1.ConditionPodFailure)
+		return c != nil && c.Status == "True" && strings.Contains(c.Message, serverSays), fmt.Sprintf("%+v", c)
+	})
+	if pods := f.pods(set); len(pods) != 0 {
+		t.Fatalf("%d pods exist for a template the server refuses", len(pods))
+	}
+
+	fixed := f.get(set)
+	fixed.Spec.Template.Spec.Containers[0].Name = "agent"
+	if err := k8s.Update(f.ctx, fixed); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "pods once the template is fixed", f.onePerNode(set, nodes))
+	eventually(t, "PodFailure cleared", func() (bool, string) {
+		c := meta.FindStatusCondition(f.get(set).Status.Conditions, nasv1alpha1.ConditionPodFailure)
+		return c != nil && c.Status == "False", fmt.Sprintf("%+v", c)
+	})
+}

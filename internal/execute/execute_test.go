@@ -1,0 +1,32 @@
+package execute
+
+import (
+	"errors"
+	"sync/atomic"
+	"testing"
+)
+
+func TestSlowStartStopsAfterTheFirstFailingBatch(t *testing.T) {
+	var calls atomic.Int32
+	var done []int
+	err := slowStart(100, func(i int) error {
+		calls.Add(1)
+		if i >= 3 { // batches: [0] [1 2] [3 4 5 6] ...
+			return errors.New("quota exceeded")
+		}
+		return nil
+	}, func(i int) { done = append(done, i) })
+	if err == nil {
+		t.Fatal("no error returned")
+	}
+	if calls.Load() != 7 || len(done) != 3 {
+		t.Errorf("calls = %d, done = %v; want 7 calls (batches of 1, 2, 4) and 3 successes", calls.Load(), done)
+	}
+}
+
+func TestSlowStartRunsEverythingWithoutErrors(t *testing.T) {
+	var calls atomic.Int32
+	if err := slowStart(100, func(int) error { calls.Add(1); return nil }, func(int) {}); err != nil || calls.Load() != 100 {
+		t.Errorf("calls = %d, err = %v", calls.Load(), err)
+	}
+}
