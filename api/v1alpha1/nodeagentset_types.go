@@ -140,6 +140,11 @@ const (
 	// ConditionStalled is True when the rollout made no progress for
 	// progressDeadlineSeconds.
 	ConditionStalled = "Stalled"
+	// ConditionProgressing says how the rollout goes: True (RollingOut or
+	// RolloutComplete), Unknown while paused, False once
+	// progressDeadlineSeconds passed without progress. Its
+	// lastTransitionTime is the last time the rollout made progress.
+	ConditionProgressing = "Progressing"
 	// ConditionPodFailure is True while the API server refuses to create or
 	// delete pods; its message is the server's.
 	ConditionPodFailure = "PodFailure"
@@ -182,7 +187,7 @@ type NodeAgentSetStatus struct {
 	// UpdateRevision is the revision of the current template.
 	// +optional
 	UpdateRevision string `json:"updateRevision,omitempty"`
-	// Conditions: Available, Reconciling, Stalled, PodFailure.
+	// Conditions: Available, Progressing, Reconciling, Stalled, PodFailure.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -46,11 +46,7 @@ func TestPodCreateRefusalIsReportedWithTheServerMessage(t *testing.T) {
 		t.Fatalf("%d pods exist for a template the server refuses", len(pods))
 	}
 
-	fixed := f.get(set)
-	fixed.Spec.Template.Spec.Containers[0].Name = "agent"
-	if err := k8s.Update(f.ctx, fixed); err != nil {
-		t.Fatal(err)
-	}
+	f.update(set, func(s *nasv1alpha1.NodeAgentSet) { s.Spec.Template.Spec.Containers[0].Name = "agent" })
 	eventually(t, "pods once the template is fixed", f.onePerNode(set, nodes))
 	eventually(t, "PodFailure cleared", func() (bool, string) {
 		c := meta.FindStatusCondition(f.get(set).Status.Conditions, nasv1alpha1.ConditionPodFailure)

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
@@ -194,4 +195,18 @@ func podNames(pods []corev1.Pod) []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// update changes the set's spec, retrying when the controller's status
+// writes got in between.
+func (f *fixture) update(set *nasv1alpha1.NodeAgentSet, mutate func(*nasv1alpha1.NodeAgentSet)) {
+	f.t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		got := f.get(set)
+		mutate(got)
+		return k8s.Update(f.ctx, got)
+	})
+	if err != nil {
+		f.t.Fatalf("updating NodeAgentSet: %v", err)
+	}
 }

@@ -140,11 +140,9 @@ func TestTaintsNoScheduleKeepsNoExecuteEvicts(t *testing.T) {
 	eventually(t, "pod evicted by NoExecute", f.onePerNode(set, []string{nodes[0], nodes[2]}))
 
 	// Tolerating the taint brings the agent to the pre-tainted node.
-	current := f.get(set)
-	current.Spec.Template.Spec.Tolerations = []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpExists}}
-	if err := k8s.Update(f.ctx, current); err != nil {
-		t.Fatal(err)
-	}
+	f.update(set, func(s *nasv1alpha1.NodeAgentSet) {
+		s.Spec.Template.Spec.Tolerations = []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpExists}}
+	})
 	eventually(t, "pods on every node once the taint is tolerated", func() (bool, string) {
 		got := byNode(f.pods(set))
 		return len(got[tainted[0]]) == 1 && len(got[nodes[1]]) == 1, describe(got)
@@ -246,7 +244,10 @@ func TestAdoptsOrphansAndReleasesNonMatchingPods(t *testing.T) {
 		}}},
 	}}
 	f.create(orphan)
-	set := f.set()
+	// OnDelete, so the adopted pod of an old revision is not rolled away.
+	set := f.newSet()
+	set.Spec.UpdateStrategy.Type = nasv1alpha1.OnDeleteStrategy
+	f.create(set)
 	eventually(t, "orphan adopted and no second pod on its node", func() (bool, string) {
 		got := byNode(f.pods(set))
 		ok := len(got[nodes[0]]) == 1 && got[nodes[0]][0].Name == "orphan" && len(got[nodes[1]]) == 1

@@ -82,7 +82,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := errors.Join(errs...); err != nil {
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{RequeueAfter: r.requeueAfter(set, p, out, snap.Now)}, nil
+	return ctrl.Result{RequeueAfter: r.requeueAfter(set, st, p, out, snap.Now)}, nil
 }
 
 // observe reads the snapshot a plan is computed from: every node, the pods
@@ -137,18 +137,24 @@ func (r *Reconciler) writeStatus(ctx context.Context, set *nasv1alpha1.NodeAgent
 }
 
 // requeueAfter is when to look again without an event: at once after a
-// capped pass, when a backoff ends, or when a Ready pod becomes available.
-func (r *Reconciler) requeueAfter(set *nasv1alpha1.NodeAgentSet, p plan.Plan, out execute.Outcome, now time.Time) time.Duration {
+// capped pass, when a backoff ends, when a Ready pod becomes available
+// (minReadySeconds), or when the progress deadline falls.
+func (r *Reconciler) requeueAfter(set *nasv1alpha1.NodeAgentSet, st nasv1alpha1.NodeAgentSetStatus, p plan.Plan, out execute.Outcome, now time.Time) time.Duration {
 	if out.Capped {
 		return time.Millisecond
 	}
 	after := p.RequeueAfter
-	minReady := time.Duration(set.Spec.MinReadySeconds) * time.Second
-	if c := status.Count(p, "", minReady, now); !c.NextAvailable.IsZero() {
-		if d := c.NextAvailable.Sub(now) + time.Millisecond; after == 0 || d < after {
-			after = d
+	at := func(t time.Time) {
+		if t.IsZero() {
+			return
+		}
+		if d := t.Sub(now) + 10*time.Millisecond; after == 0 || d < after {
+			after = max(d, time.Millisecond)
 		}
 	}
+	minReady := time.Duration(set.Spec.MinReadySeconds) * time.Second
+	at(status.Count(p, "", minReady, now).NextAvailable)
+	at(status.ProgressDeadline(set, st))
 	return after
 }
 

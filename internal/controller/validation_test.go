@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
@@ -88,9 +89,12 @@ func TestDefaultsAndImmutableSelector(t *testing.T) {
 		ptr.Deref(got.Spec.RevisionHistoryLimit, -1) != 10 {
 		t.Errorf("defaults not applied: %+v revisionHistoryLimit %v", got.Spec.UpdateStrategy, got.Spec.RevisionHistoryLimit)
 	}
-	got.Spec.Selector.MatchLabels["extra"] = "x"
-	got.Spec.Template.Labels["extra"] = "x"
-	err := k8s.Update(f.ctx, got)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		got := f.get(set) // the controller writes status meanwhile
+		got.Spec.Selector.MatchLabels["extra"] = "x"
+		got.Spec.Template.Labels["extra"] = "x"
+		return k8s.Update(f.ctx, got)
+	})
 	if err == nil || !strings.Contains(err.Error(), "spec.selector: field is immutable") {
 		t.Errorf("changing the selector: got %v, want a refusal naming spec.selector", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -77,15 +78,22 @@ func (e *Expectations) Overlay(set types.UID, cached []*corev1.Pod, now time.Tim
 	}
 	inCache := make(map[types.UID]bool, len(cached))
 	out := make([]*corev1.Pod, 0, len(cached)+len(p.created))
+	terminating := map[types.UID]bool{}
 	for _, pod := range cached {
 		inCache[pod.UID] = true
-		if at, ok := p.deleted[pod.UID]; ok && now.Sub(at) < ExpectationTTL {
-			continue
+		if pod.DeletionTimestamp != nil {
+			terminating[pod.UID] = true
+		}
+		if at, ok := p.deleted[pod.UID]; ok && pod.DeletionTimestamp == nil && now.Sub(at) < ExpectationTTL {
+			// Deleted, but the cache does not know yet: show it terminating,
+			// so it neither counts as an agent nor frees its place early.
+			pod = pod.DeepCopy()
+			pod.DeletionTimestamp = &metav1.Time{Time: at}
 		}
 		out = append(out, pod)
 	}
 	for uid := range p.deleted {
-		if !inCache[uid] || now.Sub(p.deleted[uid]) >= ExpectationTTL {
+		if !inCache[uid] || terminating[uid] || now.Sub(p.deleted[uid]) >= ExpectationTTL {
 			delete(p.deleted, uid)
 		}
 	}

@@ -28,9 +28,15 @@ func TestOverlayShowsWritesTheCacheHasNotSeen(t *testing.T) {
 	e.Deleted("set", "old", now)
 
 	// A stale cache: has the deleted pod, lacks the created one.
-	got := uids(e.Overlay("set", []*corev1.Pod{pod("old"), pod("other")}, now))
-	if !got["new"] || got["old"] || !got["other"] || len(got) != 2 {
-		t.Fatalf("stale cache overlaid = %v, want new and other", got)
+	overlaid := e.Overlay("set", []*corev1.Pod{pod("old"), pod("other")}, now)
+	got := uids(overlaid)
+	if !got["new"] || !got["old"] || !got["other"] || len(got) != 3 {
+		t.Fatalf("stale cache overlaid = %v, want new, old and other", got)
+	}
+	for _, p := range overlaid {
+		if (p.UID == "old") != (p.DeletionTimestamp != nil) {
+			t.Errorf("pod %s terminating = %t; only the deleted pod should show as terminating", p.UID, p.DeletionTimestamp != nil)
+		}
 	}
 	// The cache catches up: the overlay adds nothing and forgets both.
 	got = uids(e.Overlay("set", []*corev1.Pod{pod("new"), pod("other")}, now))

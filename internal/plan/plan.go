@@ -5,6 +5,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
 )
 
 // Create asks for a new agent pod on Node, of the update revision.
@@ -36,24 +38,30 @@ type Plan struct {
 	Release []*corev1.Pod
 	// Nodes is every node and what the plan made of it.
 	Nodes []NodeState
+	// Rollout is the budgets the rollout worked with.
+	Rollout Budgets
 	// RequeueAfter is when the plan would change with time alone (a backoff
 	// ending, a pod becoming available); zero when nothing waits on time.
 	RequeueAfter time.Duration
 }
 
-// Compute is the plan for a snapshot.
+// Compute is the plan for a snapshot: placement first (an agent on every
+// eligible node, none elsewhere, finished agents replaced), then the
+// rollout of the update revision.
 func Compute(s Snapshot) Plan {
 	managed, adopt, release := claim(s)
 	p := Plan{Adopt: adopt, Release: release, Nodes: nodeStates(s, managed)}
 	for i := range p.Nodes {
 		manageNode(&p, &p.Nodes[i], s)
 	}
+	rollout(&p, s)
 	return p
 }
 
-// manageNode decides placement on one node: an agent where one should run,
-// none where none may stay, one at most, and finished agents replaced no
-// faster than the node's backoff allows.
+// manageNode decides placement on one node: no agent where none may stay,
+// finished agents replaced no faster than the node's backoff allows, at
+// most one agent per revision (keeping the available, then the oldest),
+// and an agent of the update revision where an eligible node has none.
 func manageNode(p *Plan, st *NodeState, s Snapshot) {
 	if !st.Exists {
 		for _, pod := range append(st.Active, st.Finished...) {
@@ -69,33 +77,61 @@ func manageNode(p *Plan, st *NodeState, s Snapshot) {
 		}
 		return
 	}
-	replacing := false
 	if len(st.Finished) > 0 {
 		if until, ok := s.Backoff[st.Name]; ok && s.Now.Before(until) {
 			st.Waiting = fmt.Sprintf("waiting: backoff after a %s agent, until %s",
-				phaseOf(st.Finished), until.UTC().Format(time.RFC3339))
+				st.Finished[len(st.Finished)-1].Status.Phase, until.UTC().Format(time.RFC3339))
 			p.requeue(until.Sub(s.Now))
-			return
+		} else {
+			for _, pod := range st.Finished {
+				p.Deletes = append(p.Deletes, Delete{Pod: pod, Node: st.Name, Finished: true,
+					Reason: fmt.Sprintf("agent %s %s; replacing it", pod.Name, pod.Status.Phase)})
+			}
 		}
-		for _, pod := range st.Finished {
-			p.Deletes = append(p.Deletes, Delete{Pod: pod, Node: st.Name, Finished: true,
-				Reason: fmt.Sprintf("agent %s (%s); replacing it", pod.Name, pod.Status.Phase)})
-		}
-		replacing = true
 	}
-	switch {
-	case len(st.Active) == 0 && st.Eligibility.ShouldRun:
-		reason := "no agent on an eligible node"
-		if replacing {
-			reason = "replacing a finished agent"
+	dedupe(p, st, s)
+	if st.New == nil && st.Old == nil && st.Eligibility.ShouldRun && st.Waiting == "" {
+		createOn(p, st, "no agent on an eligible node")
+	}
+}
+
+// dedupe keeps one pod of the update revision and one of any other; the
+// rest are duplicates (a stale cache elsewhere, a pod made by hand).
+func dedupe(p *Plan, st *NodeState, s Snapshot) {
+	minReady := time.Duration(s.Set.Spec.MinReadySeconds) * time.Second
+	for _, pod := range st.Active {
+		slot := &st.Old
+		if podtemplate.Hash(pod) == s.UpdateHash {
+			slot = &st.New
 		}
-		p.Creates = append(p.Creates, Create{Node: st.Name, Reason: reason})
-	case len(st.Active) > 1:
-		for _, pod := range st.Active[1:] {
+		keep := pod
+		if *slot != nil {
+			keep, pod = better(*slot, pod, minReady, s.Now)
 			p.Deletes = append(p.Deletes, Delete{Pod: pod, Node: st.Name,
-				Reason: fmt.Sprintf("more than one agent on the node; keeping the oldest, %s", st.Active[0].Name)})
+				Reason: fmt.Sprintf("duplicate agent of the same revision as %s", keep.Name)})
 		}
+		*slot = keep
 	}
+}
+
+// better orders two pods of one revision: available first, then older.
+func better(a, b *corev1.Pod, minReady time.Duration, now time.Time) (keep, drop *corev1.Pod) {
+	if PodAvailable(b, minReady, now) && !PodAvailable(a, minReady, now) {
+		return b, a
+	}
+	return a, b
+}
+
+// createOn plans a new agent of the update revision, unless that would
+// put a third pod on the node: pods this pass deletes, and terminating
+// ones, still occupy it until they are gone.
+func createOn(p *Plan, st *NodeState, reason string) bool {
+	if st.occupied() >= 2 {
+		st.Waiting = "waiting: the node still holds two pods (terminating ones count)"
+		return false
+	}
+	p.Creates = append(p.Creates, Create{Node: st.Name, Reason: reason})
+	return true
 }
 
 func (p *Plan) requeue(after time.Duration) {
@@ -107,6 +143,18 @@ func (p *Plan) requeue(after time.Duration) {
 	}
 }
 
-func phaseOf(pods []*corev1.Pod) string {
-	return string(pods[len(pods)-1].Status.Phase)
+// PodAvailable: Ready for at least minReady.
+func PodAvailable(pod *corev1.Pod, minReady time.Duration, now time.Time) bool {
+	since, ready := ReadySince(pod)
+	return ready && !now.Before(since.Add(minReady))
+}
+
+// ReadySince is when the pod last became Ready, and whether it is Ready.
+func ReadySince(pod *corev1.Pod) (time.Time, bool) {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.LastTransitionTime.Time, c.Status == corev1.ConditionTrue
+		}
+	}
+	return time.Time{}, false
 }

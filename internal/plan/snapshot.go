@@ -44,9 +44,21 @@ type NodeState struct {
 	Active []*corev1.Pod
 	// Finished pods (Failed or Succeeded) not yet deleted.
 	Finished []*corev1.Pod
+	// Terminating counts pods being deleted; they still occupy the node.
+	Terminating int
+	// New and Old are the active pods kept on the node: at most one of the
+	// update revision and one of any other.
+	New, Old *corev1.Pod
 	// Waiting says why the plan holds back on this node, if it does.
 	Waiting string
+	// Held says why the rollout leaves this node's old agent in place
+	// (partition, rollingUpdate.nodeSelector, paused, a taint).
+	Held string
 }
+
+// occupied counts the pods on the node, terminating ones included: a node
+// never gets a pod that would make it three.
+func (st *NodeState) occupied() int { return len(st.Active) + len(st.Finished) + st.Terminating }
 
 // claim splits the snapshot's pods into the ones the set manages (owned
 // and matching, or orphans it adopts) and the changes of ownership.
@@ -81,7 +93,7 @@ func nodeStates(s Snapshot, managed []*corev1.Pod) []NodeState {
 	states := make([]NodeState, 0, len(s.Nodes))
 	for _, node := range s.Nodes {
 		st := NodeState{Name: node.Name, Exists: true, Eligibility: eligibility.Evaluate(node, spec)}
-		st.Active, st.Finished = split(byNode[node.Name])
+		st.Active, st.Finished, st.Terminating = split(byNode[node.Name])
 		delete(byNode, node.Name)
 		states = append(states, st)
 	}
@@ -89,7 +101,7 @@ func nodeStates(s Snapshot, managed []*corev1.Pod) []NodeState {
 	gone := make([]NodeState, 0, len(byNode))
 	for name, pods := range byNode {
 		st := NodeState{Name: name, Eligibility: eligibility.Result{Reason: "node does not exist"}}
-		st.Active, st.Finished = split(pods)
+		st.Active, st.Finished, _ = split(pods)
 		// Terminating pods on a vanished node stay until deleted for good:
 		// no kubelet is left to finish them.
 		for _, p := range pods {
@@ -103,11 +115,13 @@ func nodeStates(s Snapshot, managed []*corev1.Pod) []NodeState {
 	return append(states, gone...)
 }
 
-// split drops terminating pods and separates finished ones, each oldest first.
-func split(pods []*corev1.Pod) (active, finished []*corev1.Pod) {
+// split counts terminating pods and separates finished ones from active
+// ones, each oldest first.
+func split(pods []*corev1.Pod) (active, finished []*corev1.Pod, terminating int) {
 	for _, p := range pods {
 		switch {
 		case p.DeletionTimestamp != nil:
+			terminating++
 		case p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded:
 			finished = append(finished, p)
 		default:
@@ -116,7 +130,7 @@ func split(pods []*corev1.Pod) (active, finished []*corev1.Pod) {
 	}
 	slices.SortFunc(active, olderFirst)
 	slices.SortFunc(finished, olderFirst)
-	return active, finished
+	return active, finished, terminating
 }
 
 func olderFirst(a, b *corev1.Pod) int {

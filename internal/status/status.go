@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/plan"
-	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
 )
 
 // Input is what status is computed from.
@@ -32,6 +30,10 @@ type Input struct {
 // Counts are the per-node tallies of a plan.
 type Counts struct {
 	Desired, Current, Misscheduled, Ready, Available, Updated int32
+	// Settled counts desired nodes that need nothing more: an available
+	// agent of the update revision, or an available old one the rollout
+	// leaves in place by design (partition, node selector, OnDelete).
+	Settled int32
 	// Pending counts pods the plan still creates or deletes.
 	Pending int
 	// NextAvailable is the earliest moment a Ready pod becomes available.
@@ -56,23 +58,31 @@ func Count(p plan.Plan, updateHash string, minReady time.Duration, now time.Time
 			continue
 		}
 		c.Current++
-		ready, available, updated := false, false, false
+		ready, available := false, false
 		for _, pod := range st.Active {
-			since, ok := readySince(pod)
+			since, ok := plan.ReadySince(pod)
 			ready = ready || ok
 			if ok && !now.Before(since.Add(minReady)) {
 				available = true
 			} else if ok && (c.NextAvailable.IsZero() || since.Add(minReady).Before(c.NextAvailable)) {
 				c.NextAvailable = since.Add(minReady)
 			}
-			updated = updated || podtemplate.Hash(pod) == updateHash
 		}
+		updated := st.New != nil
 		c.Ready += b2i(ready)
 		c.Available += b2i(available)
 		c.Updated += b2i(updated)
+		newAvailable := updated && plan.PodAvailable(st.New, minReady, now)
+		c.Settled += b2i(newAvailable && st.Old == nil || available && !updated && settledHold(st.Held))
 	}
 	c.Pending = len(p.Creates) + len(p.Deletes)
 	return c
+}
+
+// settledHold: the rollout leaves this node's old agent by design, not
+// because it is paused or waiting.
+func settledHold(held string) bool {
+	return held != "" && held != plan.HeldPaused
 }
 
 // Compute returns the set's new status.
@@ -94,8 +104,10 @@ func Compute(in Input) nasv1alpha1.NodeAgentSetStatus {
 		CurrentRevision:        set.Status.CurrentRevision,
 		Conditions:             append([]metav1.Condition(nil), set.Status.Conditions...),
 	}
-	complete := c.Updated == c.Desired && c.Available == c.Desired && c.Misscheduled == 0 && c.Pending == 0
-	if complete || st.CurrentRevision == "" {
+	// Complete: nothing left to do. NoSchedule-tainted nodes that keep an
+	// agent count as misscheduled (as in DaemonSet) but need no action.
+	complete := c.Settled == c.Desired && c.Pending == 0
+	if complete && c.Updated == c.Desired || st.CurrentRevision == "" {
 		st.CurrentRevision = in.UpdateRevision
 	}
 	setConditions(&st, c, complete, in)
@@ -119,17 +131,90 @@ func setConditions(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, 
 		set(nasv1alpha1.ConditionAvailable, false, "NodesUnavailable",
 			fmt.Sprintf("%d of %d desired nodes have no available agent", c.Desired-c.Available, c.Desired))
 	}
-	if complete {
+	switch {
+	case complete:
 		set(nasv1alpha1.ConditionReconciling, false, "Complete",
-			fmt.Sprintf("all %d desired nodes run an available agent of revision %s", c.Desired, in.UpdateRevision))
-	} else {
+			fmt.Sprintf("%d desired nodes settled on revision %s (%d updated)", c.Desired, in.UpdateRevision, c.Updated))
+	case paused(in.Set):
+		set(nasv1alpha1.ConditionReconciling, true, "Paused", reconcilingMessage(c))
+	default:
 		set(nasv1alpha1.ConditionReconciling, true, reconcilingReason(c), reconcilingMessage(c))
 	}
+	progress(st, c, complete, in)
 	if in.PodFailure != nil {
 		set(nasv1alpha1.ConditionPodFailure, true, "APIError", in.PodFailure.Error())
 	} else if meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionPodFailure) != nil {
 		set(nasv1alpha1.ConditionPodFailure, false, "NoFailure", "the last pass created and deleted every pod it meant to")
 	}
+}
+
+// progress keeps the Progressing condition, whose lastTransitionTime is
+// the last time the rollout made progress (more nodes updated or
+// available, or a new revision), and reports a rollout with no progress for
+// progressDeadlineSeconds as failed: Progressing False and Stalled True,
+// reason ProgressDeadlineExceeded (kstatus then says Failed). Progress
+// clears it. Paused rollouts have no deadline, as with Deployments.
+func progress(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, in Input) {
+	prev := in.Set.Status
+	now := metav1.NewTime(in.Now)
+	moved := prev.UpdateRevision != st.UpdateRevision || st.UpdatedNumberScheduled > prev.UpdatedNumberScheduled ||
+		st.NumberAvailable > prev.NumberAvailable
+	cond := meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionProgressing)
+	mark := func(status metav1.ConditionStatus, reason, message string, at metav1.Time) {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: nasv1alpha1.ConditionProgressing, Status: status,
+			Reason: reason, Message: message, ObservedGeneration: in.Set.Generation})
+		meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionProgressing).LastTransitionTime = at
+	}
+	stalled := false
+	switch {
+	case complete:
+		mark(metav1.ConditionTrue, "RolloutComplete", "the rollout is complete", keepOr(cond, metav1.ConditionTrue, now))
+	case paused(in.Set):
+		mark(metav1.ConditionUnknown, "Paused", "the rollout is paused; no progress deadline applies", keepOr(cond, metav1.ConditionUnknown, now))
+	case moved || cond == nil || cond.Reason == "RolloutComplete" || cond.Reason == "Paused":
+		mark(metav1.ConditionTrue, "RollingOut", reconcilingMessage(c), now)
+	case deadline(in.Set) > 0 && in.Now.Sub(cond.LastTransitionTime.Time) >= deadline(in.Set):
+		stalled = true
+		mark(metav1.ConditionFalse, "ProgressDeadlineExceeded", fmt.Sprintf("no progress for %v: %s",
+			deadline(in.Set), reconcilingMessage(c)), cond.LastTransitionTime)
+	}
+	if stalled {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: nasv1alpha1.ConditionStalled, Status: metav1.ConditionTrue,
+			Reason: "ProgressDeadlineExceeded", Message: meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionProgressing).Message,
+			ObservedGeneration: in.Set.Generation, LastTransitionTime: now})
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, nasv1alpha1.ConditionStalled)
+	}
+}
+
+// keepOr keeps the condition's time while its status stays, else now.
+func keepOr(cond *metav1.Condition, status metav1.ConditionStatus, now metav1.Time) metav1.Time {
+	if cond != nil && cond.Status == status {
+		return cond.LastTransitionTime
+	}
+	return now
+}
+
+// ProgressDeadline is when a rollout in progress will count as stalled, or
+// zero when none applies; the reconciler requeues for that moment.
+func ProgressDeadline(set *nasv1alpha1.NodeAgentSet, st nasv1alpha1.NodeAgentSetStatus) time.Time {
+	cond := meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionProgressing)
+	if deadline(set) == 0 || cond == nil || cond.Status != metav1.ConditionTrue || cond.Reason != "RollingOut" {
+		return time.Time{}
+	}
+	return cond.LastTransitionTime.Add(deadline(set))
+}
+
+func deadline(set *nasv1alpha1.NodeAgentSet) time.Duration {
+	if set.Spec.ProgressDeadlineSeconds == nil {
+		return 0
+	}
+	return time.Duration(*set.Spec.ProgressDeadlineSeconds) * time.Second
+}
+
+func paused(set *nasv1alpha1.NodeAgentSet) bool {
+	ru := set.Spec.UpdateStrategy.RollingUpdate
+	return set.Spec.UpdateStrategy.Type != nasv1alpha1.OnDeleteStrategy && ru != nil && ru.Paused
 }
 
 func reconcilingReason(c Counts) string {
@@ -146,16 +231,6 @@ func reconcilingReason(c Counts) string {
 func reconcilingMessage(c Counts) string {
 	return fmt.Sprintf("%d of %d desired nodes updated, %d available, %d misscheduled, %d pod changes pending",
 		c.Updated, c.Desired, c.Available, c.Misscheduled, c.Pending)
-}
-
-// readySince is when the pod last became Ready, and whether it is Ready.
-func readySince(pod *corev1.Pod) (time.Time, bool) {
-	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.LastTransitionTime.Time, c.Status == corev1.ConditionTrue
-		}
-	}
-	return time.Time{}, false
 }
 
 func b2i(b bool) int32 {

@@ -25,8 +25,18 @@ func readyPod(hash string, readyFor time.Duration) *corev1.Pod {
 	}
 }
 
+// node is a node as the planner leaves it: pods of revision "new" or "h"
+// (the update revisions of these tests) in New, others in Old.
 func node(name string, run, keep bool, pods ...*corev1.Pod) plan.NodeState {
-	return plan.NodeState{Name: name, Exists: true, Eligibility: eligibility.Result{ShouldRun: run, ShouldContinueRunning: keep}, Active: pods}
+	st := plan.NodeState{Name: name, Exists: true, Eligibility: eligibility.Result{ShouldRun: run, ShouldContinueRunning: keep}, Active: pods}
+	for _, p := range pods {
+		if h := p.Labels[nasv1alpha1.LabelRevisionHash]; h == "new" || h == "h" {
+			st.New = p
+		} else {
+			st.Old = p
+		}
+	}
+	return st
 }
 
 func TestCountFollowsDaemonSet(t *testing.T) {
@@ -39,7 +49,7 @@ func TestCountFollowsDaemonSet(t *testing.T) {
 		node("ineligible-empty", false, false),
 	}}
 	c := Count(p, "new", 10*time.Second, now)
-	want := Counts{Desired: 4, Current: 3, Misscheduled: 1, Ready: 3, Available: 2, Updated: 2, NextAvailable: now.Add(5 * time.Second)}
+	want := Counts{Desired: 4, Current: 3, Misscheduled: 1, Ready: 3, Available: 2, Updated: 2, Settled: 1, NextAvailable: now.Add(5 * time.Second)}
 	if c != want {
 		t.Errorf("Count = %+v\nwant    %+v", c, want)
 	}
@@ -68,3 +78,53 @@ func TestConditions(t *testing.T) {
 		t.Errorf("PodFailure condition = %+v", c)
 	}
 }
+
+func TestProgressDeadline(t *testing.T) {
+	set := &nasv1alpha1.NodeAgentSet{ObjectMeta: metav1.ObjectMeta{Generation: 2}}
+	set.Spec.ProgressDeadlineSeconds = ptrTo(int32(600))
+	stuck := plan.Plan{Nodes: []plan.NodeState{node("a", true, true, readyPod("old", time.Hour)), node("b", true, true)},
+		Creates: []plan.Create{{Node: "b"}}}
+	in := Input{Set: set, Plan: stuck, UpdateHash: "h", UpdateRevision: "agent-h", Now: now}
+
+	st := Compute(in)
+	if c := meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionProgressing); c == nil || c.Reason != "RollingOut" {
+		t.Fatalf("Progressing at the start = %+v", c)
+	}
+	if got := ProgressDeadline(set, st); !got.Equal(now.Add(10 * time.Minute)) {
+		t.Errorf("ProgressDeadline = %v, want 10 minutes on", got)
+	}
+
+	set.Status = st
+	in.Now = now.Add(9 * time.Minute)
+	if st = Compute(in); meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionStalled) != nil {
+		t.Fatal("stalled before the deadline")
+	}
+	set.Status = st
+	in.Now = now.Add(10 * time.Minute)
+	st = Compute(in)
+	if !meta.IsStatusConditionTrue(st.Conditions, nasv1alpha1.ConditionStalled) ||
+		meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionProgressing).Reason != "ProgressDeadlineExceeded" {
+		t.Fatalf("no progress for the deadline: conditions %+v", st.Conditions)
+	}
+
+	// Progress (the new pod becomes available) clears the failure.
+	set.Status = st
+	in.Now = now.Add(11 * time.Minute)
+	in.Plan = plan.Plan{Nodes: []plan.NodeState{node("a", true, true, readyPod("old", time.Hour)), node("b", true, true, readyPod("h", time.Minute))}}
+	st = Compute(in)
+	if meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionStalled) != nil ||
+		meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionProgressing).Reason != "RollingOut" {
+		t.Fatalf("progress did not clear the failure: %+v", st.Conditions)
+	}
+
+	// No deadline while paused.
+	set.Status = st
+	set.Spec.UpdateStrategy.RollingUpdate = &nasv1alpha1.RollingUpdate{Paused: true}
+	in.Now = now.Add(time.Hour)
+	st = Compute(in)
+	if meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionStalled) != nil {
+		t.Error("a paused rollout was reported stalled")
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }

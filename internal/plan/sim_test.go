@@ -1,0 +1,413 @@
+package plan
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/eligibility"
+	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
+)
+
+// The rollout simulation runs the pure planner against a small simulated
+// cluster: pods become Ready after random delays, terminate after random
+// delays, fail; nodes join, leave and change labels; the template changes
+// and the rollout is paused and resumed, all in random order. After every
+// pass it checks the invariants written above rollout(), and at the end
+// that the rollout converges once the world stands still.
+
+type simPod struct {
+	pod     *corev1.Pod
+	readyAt time.Time // zero: not Ready yet
+	goneAt  time.Time // for terminating pods
+}
+
+type sim struct {
+	rng      *rand.Rand
+	now      time.Time
+	set      *nasv1alpha1.NodeAgentSet
+	hash     string
+	hashes   int
+	nodes    map[string]*corev1.Node
+	pods     map[types.UID]*simPod
+	backoff  map[string]time.Time
+	seq      int
+	passes   int
+	maxReady time.Duration
+}
+
+// simConfig is one rollout configuration under test.
+type simConfig struct {
+	maxUnavailable, maxSurge, partition intstr.IntOrString
+	canary                              bool // rollingUpdate.nodeSelector canary=yes
+	onDelete                            bool
+	minReady                            int32
+	nodes                               int
+}
+
+func (c simConfig) String() string {
+	return fmt.Sprintf("maxUnavailable=%s maxSurge=%s partition=%s canary=%t onDelete=%t minReady=%d nodes=%d",
+		c.maxUnavailable.String(), c.maxSurge.String(), c.partition.String(), c.canary, c.onDelete, c.minReady, c.nodes)
+}
+
+// randomConfig draws a valid configuration (the CRD refuses maxUnavailable
+// and maxSurge both zero).
+func randomConfig(rng *rand.Rand) simConfig {
+	budget := func() intstr.IntOrString {
+		if rng.IntN(3) == 0 {
+			return intstr.FromString(fmt.Sprintf("%d%%", rng.IntN(5)*10))
+		}
+		return intstr.FromInt(rng.IntN(4))
+	}
+	c := simConfig{maxUnavailable: budget(), maxSurge: budget(), partition: intstr.FromInt(0),
+		minReady: int32(rng.IntN(3)), nodes: 3 + rng.IntN(20)}
+	if isZero(c.maxUnavailable) && isZero(c.maxSurge) {
+		c.maxUnavailable = intstr.FromInt(1)
+	}
+	switch rng.IntN(6) {
+	case 0:
+		c.partition = intstr.FromInt(rng.IntN(4))
+	case 1:
+		c.partition = intstr.FromString(fmt.Sprintf("%d%%", rng.IntN(6)*10))
+	case 2:
+		c.canary = true
+	case 3:
+		c.onDelete = rng.IntN(2) == 0
+	}
+	return c
+}
+
+func isZero(v intstr.IntOrString) bool { return v.String() == "0" || v.String() == "0%" }
+
+func newSim(seed uint64, c simConfig) *sim {
+	s := &sim{
+		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), now: t0,
+		nodes: map[string]*corev1.Node{}, pods: map[types.UID]*simPod{}, backoff: map[string]time.Time{},
+		maxReady: 5 * time.Second,
+	}
+	s.set = testSet()
+	s.set.Spec.MinReadySeconds = c.minReady
+	ru := &nasv1alpha1.RollingUpdate{MaxUnavailable: ptr.To(c.maxUnavailable), MaxSurge: ptr.To(c.maxSurge), Partition: ptr.To(c.partition)}
+	if c.canary {
+		ru.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"canary": "yes"}}
+	}
+	s.set.Spec.UpdateStrategy = nasv1alpha1.UpdateStrategy{Type: nasv1alpha1.RollingUpdateStrategy, RollingUpdate: ru}
+	if c.onDelete {
+		s.set.Spec.UpdateStrategy.Type = nasv1alpha1.OnDeleteStrategy
+	}
+	s.newTemplate()
+	for range c.nodes {
+		s.addNode()
+	}
+	return s
+}
+
+func (s *sim) newTemplate() { s.hashes++; s.hash = fmt.Sprintf("rev%d", s.hashes) }
+
+func (s *sim) addNode() {
+	s.seq++
+	n := mkNode(fmt.Sprintf("n%03d", s.seq), s.rng.IntN(8) != 0)
+	if s.rng.IntN(3) == 0 {
+		n.Labels["canary"] = "yes"
+	}
+	s.nodes[n.Name] = n
+}
+
+// snapshot is the world as the controller's cache would show it.
+func (s *sim) snapshot() Snapshot {
+	var nodes []*corev1.Node
+	for _, n := range s.nodes {
+		nodes = append(nodes, n)
+	}
+	var pods []*corev1.Pod
+	for _, sp := range s.pods {
+		p := sp.pod.DeepCopy()
+		if !sp.readyAt.IsZero() && !s.now.Before(sp.readyAt) && p.Status.Phase == corev1.PodRunning {
+			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(sp.readyAt)}}
+		}
+		pods = append(pods, p)
+	}
+	snap := snapshot(nodes, pods, s.backoff)
+	snap.Set, snap.UpdateHash, snap.Now = s.set, s.hash, s.now
+	return snap
+}
+
+// apply carries a plan out the way the executor and the API server would.
+func (s *sim) apply(p Plan) {
+	for _, d := range p.Deletes {
+		sp := s.pods[d.Pod.UID]
+		switch {
+		case sp == nil:
+		case d.Now:
+			delete(s.pods, d.Pod.UID)
+		case sp.pod.DeletionTimestamp == nil:
+			sp.pod.DeletionTimestamp = ptr.To(metav1.NewTime(s.now))
+			sp.goneAt = s.now.Add(time.Duration(s.rng.IntN(3000)) * time.Millisecond)
+		}
+		if d.Finished {
+			s.backoff[d.Node] = s.now.Add(time.Second)
+		}
+	}
+	for _, c := range p.Creates {
+		s.seq++
+		pod := mkPod(fmt.Sprintf("p%05d", s.seq), c.Node, 0, phase(corev1.PodRunning))
+		pod.CreationTimestamp = metav1.NewTime(s.now)
+		pod.Labels[nasv1alpha1.LabelRevisionHash] = s.hash
+		s.pods[pod.UID] = &simPod{pod: pod, readyAt: s.now.Add(time.Duration(s.rng.Int64N(int64(s.maxReady))))}
+	}
+}
+
+// advance moves the clock and lets terminating pods go.
+func (s *sim) advance(d time.Duration) {
+	s.now = s.now.Add(d)
+	for uid, sp := range s.pods {
+		if sp.pod.DeletionTimestamp != nil && !s.now.Before(sp.goneAt) {
+			delete(s.pods, uid)
+		}
+	}
+}
+
+// chaos does one random thing to the world that is not the controller.
+func (s *sim) chaos(allowTemplateChange bool) {
+	live := s.livePods()
+	switch r := s.rng.IntN(100); {
+	case r < 5:
+		s.addNode()
+	case r < 8 && len(s.nodes) > 2:
+		delete(s.nodes, s.randomNode())
+	case r < 12:
+		n := s.nodes[s.randomNode()]
+		if n.Labels["agent"] == "yes" {
+			delete(n.Labels, "agent")
+		} else {
+			n.Labels["agent"] = "yes"
+		}
+	case r < 18 && len(live) > 0:
+		live[s.rng.IntN(len(live))].pod.Status.Phase = corev1.PodFailed
+	case r < 21 && len(live) > 0: // someone deletes a pod
+		sp := live[s.rng.IntN(len(live))]
+		sp.pod.DeletionTimestamp = ptr.To(metav1.NewTime(s.now))
+		sp.goneAt = s.now
+	case r < 24 && allowTemplateChange:
+		s.newTemplate()
+	case r < 28:
+		if ru := s.set.Spec.UpdateStrategy.RollingUpdate; ru != nil {
+			ru.Paused = !ru.Paused
+		}
+	}
+}
+
+func (s *sim) randomNode() string {
+	names := make([]string, 0, len(s.nodes))
+	for n := range s.nodes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names[s.rng.IntN(len(names))]
+}
+
+func (s *sim) livePods() []*simPod {
+	var out []*simPod
+	for _, sp := range s.pods {
+		if sp.pod.DeletionTimestamp == nil && sp.pod.Status.Phase != corev1.PodFailed {
+			out = append(out, sp)
+		}
+	}
+	slices.SortFunc(out, func(a, b *simPod) int { return strings.Compare(a.pod.Name, b.pod.Name) })
+	return out
+}
+
+// pass runs the planner once, checks the invariants against the world
+// before and after, and applies the plan.
+func (s *sim) pass() error {
+	s.passes++
+	snap := s.snapshot()
+	p := Compute(snap)
+	before := measure(snap, s.hash)
+	if err := s.checkPlan(snap, p); err != nil {
+		return err
+	}
+	s.apply(p)
+	after := measure(s.snapshot(), s.hash)
+	b := p.Rollout
+	switch {
+	case after.unavailable > max(b.MaxUnavailable, before.unavailable):
+		return fmt.Errorf("%d desired nodes without an available agent after the pass (before %d, maxUnavailable %d)",
+			after.unavailable, before.unavailable, b.MaxUnavailable)
+	case after.surging > max(b.MaxSurge, before.surging):
+		return fmt.Errorf("%d nodes run an old and a new agent after the pass (before %d, maxSurge %d)",
+			after.surging, before.surging, b.MaxSurge)
+	case after.crowded != "":
+		return fmt.Errorf("node %s holds more than two pods", after.crowded)
+	case after.twins != "":
+		return fmt.Errorf("node %s runs two live pods of one revision", after.twins)
+	}
+	return nil
+}
+
+// checkPlan checks the plan's deletes and creates against scope and pause.
+func (s *sim) checkPlan(snap Snapshot, p Plan) error {
+	st := map[string]NodeState{}
+	for _, n := range p.Nodes {
+		st[n.Name] = n
+	}
+	ru := s.set.Spec.UpdateStrategy.RollingUpdate
+	frozen := ru.Paused || s.set.Spec.UpdateStrategy.Type == nasv1alpha1.OnDeleteStrategy
+	held := s.outOfScope(snap, p.Rollout.Partition)
+	minReady := time.Duration(s.set.Spec.MinReadySeconds) * time.Second
+	for _, d := range p.Deletes {
+		n := st[d.Node]
+		isUpdate := n.Exists && n.Eligibility.ShouldContinueRunning && d.Pod.DeletionTimestamp == nil &&
+			d.Pod.Status.Phase == corev1.PodRunning && podtemplate.Hash(d.Pod) != s.hash && n.Old != nil && n.Old.UID == d.Pod.UID
+		surgeDone := n.New != nil && PodAvailable(n.New, minReady, s.now)
+		if isUpdate && frozen && !surgeDone {
+			return fmt.Errorf("paused/OnDelete, yet old agent %s on %s deleted: %s", d.Pod.Name, d.Node, d.Reason)
+		}
+		if isUpdate && held[d.Node] && !surgeDone {
+			return fmt.Errorf("node %s is out of the rollout's scope, yet its old agent was deleted: %s", d.Node, d.Reason)
+		}
+	}
+	for _, c := range p.Creates {
+		if n := st[c.Node]; n.Old != nil && !slices.ContainsFunc(p.Deletes, func(d Delete) bool { return d.Pod.UID == n.Old.UID }) {
+			if frozen {
+				return fmt.Errorf("paused/OnDelete, yet a surge agent was created on %s", c.Node)
+			}
+			if held[c.Node] {
+				return fmt.Errorf("node %s is out of scope, yet a surge agent was created", c.Node)
+			}
+		}
+	}
+	return nil
+}
+
+// outOfScope recomputes, independently of the planner, the desired nodes
+// partition and the canary selector keep on their revision.
+func (s *sim) outOfScope(snap Snapshot, partition int) map[string]bool {
+	spec := eligibility.AgentSpec(&s.set.Spec.Template.Spec)
+	var desired []string
+	for _, n := range snap.Nodes {
+		if eligibility.Evaluate(n, spec).ShouldRun {
+			desired = append(desired, n.Name)
+		}
+	}
+	sort.Strings(desired)
+	out := map[string]bool{}
+	for i, name := range desired {
+		canary := s.set.Spec.UpdateStrategy.RollingUpdate.NodeSelector
+		if i >= len(desired)-partition || canary != nil && s.nodes[name].Labels["canary"] != "yes" {
+			out[name] = true
+		}
+	}
+	return out
+}
+
+type measures struct {
+	unavailable, surging int
+	crowded, twins       string
+}
+
+// measure reads the rollout's state off a snapshot, independently of the
+// planner's own bookkeeping.
+func measure(snap Snapshot, hash string) measures {
+	var m measures
+	spec := eligibility.AgentSpec(&snap.Set.Spec.Template.Spec)
+	minReady := time.Duration(snap.Set.Spec.MinReadySeconds) * time.Second
+	byNode := map[string][]*corev1.Pod{}
+	for _, p := range snap.Pods {
+		byNode[podtemplate.NodeOf(p)] = append(byNode[podtemplate.NodeOf(p)], p)
+	}
+	for _, n := range snap.Nodes {
+		pods := byNode[n.Name]
+		if len(pods) > 2 {
+			m.crowded = n.Name
+		}
+		available, hasNew, hasOld := false, false, false
+		revs := map[string]int{}
+		for _, p := range pods {
+			if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+				continue
+			}
+			available = available || PodAvailable(p, minReady, snap.Now)
+			hasNew = hasNew || podtemplate.Hash(p) == hash
+			hasOld = hasOld || podtemplate.Hash(p) != hash
+			if revs[podtemplate.Hash(p)]++; revs[podtemplate.Hash(p)] > 1 {
+				m.twins = n.Name
+			}
+		}
+		if eligibility.Evaluate(n, spec).ShouldRun {
+			if !available {
+				m.unavailable++
+			}
+			if hasNew && hasOld {
+				m.surging++
+			}
+		}
+	}
+	return m
+}
+
+// converged: every desired node runs one available agent, of the update
+// revision unless the rollout leaves it out (scope, OnDelete); no other
+// node runs one, and nothing is terminating.
+func (s *sim) converged() (bool, string) {
+	snap := s.snapshot()
+	p := Compute(snap)
+	held := s.outOfScope(snap, p.Rollout.Partition)
+	minReady := time.Duration(s.set.Spec.MinReadySeconds) * time.Second
+	onDelete := s.set.Spec.UpdateStrategy.Type == nasv1alpha1.OnDeleteStrategy
+	sel := labels.Everything()
+	_ = sel
+	for _, n := range p.Nodes {
+		switch {
+		case n.Terminating > 0 || len(n.Finished) > 0:
+			return false, n.Name + " has terminating or finished pods"
+		case !n.Eligibility.ShouldRun && n.New != nil:
+			return false, n.Name + " is not desired but runs a new agent"
+		case !n.Eligibility.ShouldRun:
+		case len(n.Active) != 1 || !PodAvailable(n.Active[0], minReady, s.now):
+			return false, fmt.Sprintf("%s has %d active pods, not one available", n.Name, len(n.Active))
+		case n.New == nil && !held[n.Name] && !onDelete:
+			return false, n.Name + " is in scope but runs an old agent"
+		}
+	}
+	return len(p.Creates) == 0 && len(p.Deletes) == 0, "plan not empty"
+}
+
+// run plays steps random events, then lets the world stand still and
+// requires convergence within a bounded number of passes.
+func (s *sim) run(steps int) error {
+	for i := range steps {
+		if s.rng.IntN(3) == 0 {
+			if err := s.pass(); err != nil {
+				return fmt.Errorf("step %d: %w", i, err)
+			}
+		}
+		s.chaos(i%50 == 0 || s.rng.IntN(100) == 0)
+		s.advance(time.Duration(s.rng.IntN(800)) * time.Millisecond)
+	}
+	if ru := s.set.Spec.UpdateStrategy.RollingUpdate; ru != nil {
+		ru.Paused = false
+	}
+	for i := range 2000 {
+		if err := s.pass(); err != nil {
+			return fmt.Errorf("settling pass %d: %w", i, err)
+		}
+		s.advance(500 * time.Millisecond)
+		if ok, _ := s.converged(); ok {
+			return nil
+		}
+	}
+	_, why := s.converged()
+	return fmt.Errorf("did not converge after the world stood still: %s", why)
+}
