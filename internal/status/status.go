@@ -179,9 +179,13 @@ func progress(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, in In
 			deadline(in.Set), reconcilingMessage(c)), cond.LastTransitionTime)
 	}
 	if stalled {
+		message := meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionProgressing).Message
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: nasv1alpha1.ConditionStalled, Status: metav1.ConditionTrue,
-			Reason: "ProgressDeadlineExceeded", Message: meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionProgressing).Message,
-			ObservedGeneration: in.Set.Generation, LastTransitionTime: now})
+			Reason: "ProgressDeadlineExceeded", Message: message, ObservedGeneration: in.Set.Generation, LastTransitionTime: now})
+		// kstatus reads Reconciling before Stalled: a stalled rollout is
+		// not reconciling, or generic tools would wait on it for ever.
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: nasv1alpha1.ConditionReconciling, Status: metav1.ConditionFalse,
+			Reason: "ProgressDeadlineExceeded", Message: message, ObservedGeneration: in.Set.Generation, LastTransitionTime: now})
 	} else {
 		meta.RemoveStatusCondition(&st.Conditions, nasv1alpha1.ConditionStalled)
 	}
