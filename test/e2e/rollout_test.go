@@ -272,7 +272,9 @@ func (e *rolloutEnv) partition(t *testing.T) {
 	if got := e.get(t, set).Status; got.CurrentRevision == got.UpdateRevision {
 		t.Errorf("currentRevision advanced to %s while the partition holds 30 nodes back", got.CurrentRevision)
 	}
-	e.update(t, set, func(s *nasv1alpha1.NodeAgentSet) { s.Spec.UpdateStrategy.RollingUpdate.Partition = ptr.To(intstr.FromInt32(0)) })
+	e.update(t, set, func(s *nasv1alpha1.NodeAgentSet) {
+		s.Spec.UpdateStrategy.RollingUpdate.Partition = ptr.To(intstr.FromInt32(0))
+	})
 	e.waitFor(t, ch, "every node updated once the partition is lifted", onRevision(ch, hash, all, e.nodes))
 }
 
@@ -376,4 +378,3 @@ func (e *rolloutEnv) deadline(t *testing.T) {
 	})
 	e.waitFor(t, ch, "the failure cleared by the rollback", e.complete(t, set))
 }
-
