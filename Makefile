@@ -12,6 +12,7 @@ export PATH := $(BIN):$(PATH)
 export CLUSTER_LOG_DIR := $(CURDIR)/_output/logs
 
 CONTROLLER_GEN := $(BIN)/controller-gen
+CHART := config/helm/nodeagentset
 GOLANGCI_LINT := $(BIN)/golangci-lint
 
 # Flags of `go test`; for example `make test GOTEST_FLAGS=-v`.
@@ -33,6 +34,9 @@ help: ## Show this help.
 manifests: tools ## Generate the CRD and RBAC under config/ from the API types and markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:generateEmbeddedObjectMeta=true paths="./api/...;./internal/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	@# The Helm chart ships the same CRD and RBAC rules.
+	cp config/crd/bases/*.yaml $(CHART)/crds/
+	cp config/rbac/role.yaml $(CHART)/files/manager-role.yaml
 
 .PHONY: generate
 generate: tools ## Generate deepcopy code for the API types.

@@ -1,0 +1,88 @@
+package controller
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+)
+
+// Per-set gauges mirror the status counts; the histogram times rollouts
+// from the first pass that saw a new revision to the pass that found it
+// complete. All are served on the manager's metrics endpoint next to
+// controller-runtime's own.
+var (
+	setLabels = []string{"namespace", "name"}
+	gauges    = map[string]*prometheus.GaugeVec{}
+	gaugeHelp = map[string]string{
+		"desired":      "Nodes that should run the set's agent (status.desiredNumberScheduled).",
+		"current":      "Desired nodes running at least one agent (status.currentNumberScheduled).",
+		"ready":        "Desired nodes with a Ready agent (status.numberReady).",
+		"available":    "Desired nodes with an available agent (status.numberAvailable).",
+		"updated":      "Nodes running an agent of the update revision (status.updatedNumberScheduled).",
+		"misscheduled": "Nodes running an agent they should not (status.numberMisscheduled).",
+	}
+	rolloutDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "nodeagentset_rollout_duration_seconds",
+		Help:    "Time from a new revision to the rollout's completion, per set (only rollouts seen whole by one manager process).",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 14), // 1s to about 2h
+	}, setLabels)
+)
+
+func init() {
+	for kind, help := range gaugeHelp {
+		gauges[kind] = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nodeagentset_" + kind + "_nodes", Help: help}, setLabels)
+		metrics.Registry.MustRegister(gauges[kind])
+	}
+	metrics.Registry.MustRegister(rolloutDuration)
+}
+
+// rollouts remembers when each set's current rollout began.
+type rollouts struct {
+	mu    sync.Mutex
+	start map[types.UID]rolloutStart
+}
+
+type rolloutStart struct {
+	revision string
+	at       time.Time
+}
+
+// record updates the gauges from a new status and times the rollout.
+func (r *rollouts) record(set *nasv1alpha1.NodeAgentSet, st nasv1alpha1.NodeAgentSetStatus, now time.Time) {
+	lv := []string{set.Namespace, set.Name}
+	gauges["desired"].WithLabelValues(lv...).Set(float64(st.DesiredNumberScheduled))
+	gauges["current"].WithLabelValues(lv...).Set(float64(st.CurrentNumberScheduled))
+	gauges["ready"].WithLabelValues(lv...).Set(float64(st.NumberReady))
+	gauges["available"].WithLabelValues(lv...).Set(float64(st.NumberAvailable))
+	gauges["updated"].WithLabelValues(lv...).Set(float64(st.UpdatedNumberScheduled))
+	gauges["misscheduled"].WithLabelValues(lv...).Set(float64(st.NumberMisscheduled))
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.start == nil {
+		r.start = map[types.UID]rolloutStart{}
+	}
+	if prev := set.Status.UpdateRevision; prev != "" && prev != st.UpdateRevision {
+		r.start[set.UID] = rolloutStart{revision: st.UpdateRevision, at: now}
+	}
+	began, ok := r.start[set.UID]
+	reconciling := meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionReconciling)
+	if ok && began.revision == st.UpdateRevision && reconciling != nil && reconciling.Reason == "Complete" {
+		rolloutDuration.WithLabelValues(lv...).Observe(now.Sub(began.at).Seconds())
+		delete(r.start, set.UID)
+	}
+}
+
+// forget drops the metrics of a deleted set.
+func forgetMetrics(namespace, name string) {
+	for _, g := range gauges {
+		g.DeleteLabelValues(namespace, name)
+	}
+	rolloutDuration.DeleteLabelValues(namespace, name)
+}

@@ -1,0 +1,71 @@
+package controller_test
+
+import (
+	"fmt"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// metricValue reads a gauge or a histogram's sample count for one set from
+// the registry the manager serves.
+func metricValue(t *testing.T, name, namespace, set string) (float64, bool) {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if label(m, "namespace") == namespace && label(m, "name") == set {
+				if h := m.GetHistogram(); h != nil {
+					return float64(h.GetSampleCount()), true
+				}
+				return m.GetGauge().GetValue(), true
+			}
+		}
+	}
+	return 0, false
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+func TestMetricsFollowStatusAndTimeRollouts(t *testing.T) {
+	f := newFixture(t, "metrics")
+	nodes := f.nodes(3)
+	set := f.set()
+	eventually(t, "one pod per node", f.onePerNode(set, nodes))
+	f.markAllReady(set)
+	eventually(t, "gauges equal to the status", func() (bool, string) {
+		desired, _ := metricValue(t, "nodeagentset_desired_nodes", f.ns, set.Name)
+		available, _ := metricValue(t, "nodeagentset_available_nodes", f.ns, set.Name)
+		updated, _ := metricValue(t, "nodeagentset_updated_nodes", f.ns, set.Name)
+		return desired == 3 && available == 3 && updated == 3, fmt.Sprintf("desired %v available %v updated %v", desired, available, updated)
+	})
+
+	f.update(set, image("registry.example/agent:2"))
+	eventually(t, "a rollout timed once complete", func() (bool, string) {
+		f.markAllReady(set) // plays the kubelet for each new pod
+		n, _ := metricValue(t, "nodeagentset_rollout_duration_seconds", f.ns, set.Name)
+		return n == 1, fmt.Sprintf("%v rollouts observed", n)
+	})
+
+	if err := k8s.Delete(f.ctx, f.get(set)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the deleted set's metrics gone", func() (bool, string) {
+		_, found := metricValue(t, "nodeagentset_desired_nodes", f.ns, set.Name)
+		return !found, ""
+	})
+}
