@@ -91,6 +91,10 @@ docker-build: ## Build the container image (needs a Docker engine; none runs on 
 tools: ## Build the pinned control plane, kwok and dev tools into bin/ (only what is missing or changed).
 	@bash test/tools/install.sh $(BIN)
 
+.PHONY: demo
+demo: tools build ## The guided demo on a local simulated cluster; stays up until Ctrl-C.
+	go run ./test/cmd/demo --manager $(BIN)/manager
+
 .PHONY: dev-cluster
 dev-cluster: tools ## Run a local cluster with NODES fake nodes (default 10) until Ctrl-C.
 	go run ./test/cmd/dev-cluster --nodes $(NODES)

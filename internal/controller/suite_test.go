@@ -14,12 +14,12 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/controller"
+	"github.com/nodeagentset/nodeagentset/test/cluster"
 )
 
 // The suite runs one envtest API server (etcd + kube-apiserver, no
@@ -46,21 +46,19 @@ func run(m *testing.M) int {
 	if testing.Verbose() {
 		ctrl.SetLogger(zap.New(zap.UseDevMode(true)))
 	}
-	api := &envtest.APIServer{}
-	// No node-lifecycle controller runs here to lift the not-ready taint
-	// TaintNodesByCondition puts on new nodes (see the local cluster notes).
-	api.Configure().Set("disable-admission-plugins", "ServiceAccount", "TaintNodesByCondition")
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		ControlPlane:          envtest.ControlPlane{APIServer: api},
-	}
-	cfg, err := env.Start()
+	// envtest's etcd and kube-apiserver, through test/cluster so that they
+	// are stopped even if this binary is killed (a go test timeout, say).
+	// No scheduler, kubelet or garbage collector: the tests play those.
+	c, err := cluster.Start(context.Background(), cluster.Options{
+		ControlPlaneOnly: true,
+		CRDDirs:          []string{filepath.Join("..", "..", "config", "crd", "bases")},
+	})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting envtest:", err)
+		fmt.Fprintln(os.Stderr, "starting the control plane:", err)
 		return 1
 	}
-	defer func() { _ = env.Stop() }()
+	defer func() { _ = c.Stop() }()
+	cfg := c.Config
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -43,6 +44,10 @@ type Options struct {
 	ControllerManagerArgs []string
 	// NoScheduler leaves kube-scheduler out; pods then stay unbound.
 	NoScheduler bool
+	// ControlPlaneOnly runs etcd and kube-apiserver alone (no scheduler,
+	// controller-manager or kwok): envtest's setup, with this package's
+	// clean-up guarantees.
+	ControlPlaneOnly bool
 	// Logf reports progress; nil is silent.
 	Logf func(format string, args ...any)
 }
@@ -113,6 +118,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return c, fmt.Errorf("starting etcd and kube-apiserver: %w", err)
 	}
 	c.logf("control plane up in %v (API server %s)", time.Since(begin).Round(time.Millisecond), c.Config.Host)
+	if opts.ControlPlaneOnly {
+		return c, nil
+	}
 	if !opts.NoScheduler {
 		if err = c.startScheduler(); err != nil {
 			return c, err
@@ -176,9 +184,9 @@ func (c *Cluster) startControlPlane() error {
 			Etcd:      &envtest.Etcd{Out: etcdLog, Err: etcdLog},
 		},
 	}
-	if _, err := c.env.Start(); err != nil {
-		return err
-	}
+	_, startErr := c.env.Start()
+	// Tracked even when Start failed (say, a CRD the API server refused):
+	// etcd and kube-apiserver may be up, and Stop must find them.
 	groups, err := childGroups("etcd", "kube-apiserver")
 	if err != nil {
 		return err
@@ -187,6 +195,9 @@ func (c *Cluster) startControlPlane() error {
 		return err
 	}
 	c.controlPlane = groups
+	if startErr != nil {
+		return startErr
+	}
 	if c.Config, c.Kubeconfig, err = c.AddUser(UserAdmin, "system:masters"); err != nil {
 		return err
 	}
@@ -264,6 +275,11 @@ func (c *Cluster) Stop() error {
 		}
 		if c.env != nil {
 			errs = append(errs, c.env.Stop())
+		}
+		// Whatever envtest did not stop (it may not know a process it
+		// failed to start cleanly) goes now.
+		for _, g := range c.controlPlane {
+			_ = syscall.Kill(-g, syscall.SIGKILL)
 		}
 		if c.watchdog != nil {
 			c.watchdog.stop()
