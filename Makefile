@@ -64,8 +64,18 @@ verify-generated: manifests generate ## Fail when generated files are stale.
 ##@ Test
 
 .PHONY: test
-test: tools verify-generated vet lint ## Run unit, envtest integration and end-to-end tests, and lint.
+test: tools verify-generated vet lint ## Run unit, envtest integration and end-to-end tests, fuzz targets briefly, and lint.
 	go test -count=1 $(GOTEST_FLAGS) -timeout 30m ./...
+	$(MAKE) --no-print-directory test-fuzz
+
+# Each fuzz target runs this long in make test; longer by hand, e.g.
+# make test-fuzz FUZZTIME=10m.
+FUZZTIME ?= 10s
+
+.PHONY: test-fuzz
+test-fuzz: ## Run every fuzz target for FUZZTIME (default 10s) beyond its checked-in corpus.
+	go test ./internal/plan -run '^$$' -fuzz '^FuzzRollout$$' -fuzztime $(FUZZTIME)
+	go test ./internal/eligibility -run '^$$' -fuzz '^FuzzEvaluate$$' -fuzztime $(FUZZTIME)
 
 .PHONY: test-e2e
 test-e2e: tools ## Run only the end-to-end tests on the local cluster.

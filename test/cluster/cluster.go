@@ -50,6 +50,9 @@ type Options struct {
 	ControlPlaneOnly bool
 	// Logf reports progress; nil is silent.
 	Logf func(format string, args ...any)
+	// OwnSignals: the caller handles SIGINT and SIGTERM itself and calls
+	// Stop. Otherwise the cluster stops itself and exits the program on them.
+	OwnSignals bool
 }
 
 // DefaultControllers are the kube-controller-manager controllers a cluster
@@ -112,7 +115,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if c.watchdog, err = startWatchdog(c.Dir); err != nil {
 		return c, err
 	}
-	register(c)
+	if !opts.OwnSignals {
+		register(c)
+	}
 	begin := time.Now()
 	if err = c.startControlPlane(); err != nil {
 		return c, fmt.Errorf("starting etcd and kube-apiserver: %w", err)

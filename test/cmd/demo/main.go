@@ -56,7 +56,7 @@ func run(manager, dir string) error {
 	d := &demo{tty: isTerminal()}
 	step("Starting a local cluster: etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kwok")
 	begin := time.Now()
-	c, err := cluster.Start(ctx, cluster.Options{Dir: dir, CRDDirs: []string{"config/crd/bases"}})
+	c, err := cluster.Start(ctx, cluster.Options{OwnSignals: true, Dir: dir, CRDDirs: []string{"config/crd/bases"}})
 	if err != nil {
 		return err
 	}
@@ -85,7 +85,11 @@ Press Ctrl-C to stop everything.
 `, c.Kubeconfig, c.Dir)
 	<-ctx.Done()
 	fmt.Println("\nStopping the cluster...")
-	return c.Stop()
+	if err := c.Stop(); err != nil {
+		return err
+	}
+	fmt.Println("Stopped.")
+	return nil
 }
 
 func (d *demo) addNodes(ctx context.Context) error {

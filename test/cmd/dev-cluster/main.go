@@ -30,7 +30,7 @@ func main() {
 func run(nodes int, dir string, audit bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c, err := cluster.Start(ctx, cluster.Options{Dir: dir, Audit: audit, Logf: log.Printf})
+	c, err := cluster.Start(ctx, cluster.Options{OwnSignals: true, Dir: dir, Audit: audit, Logf: log.Printf})
 	if err != nil {
 		return err
 	}
