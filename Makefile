@@ -77,6 +77,15 @@ test-fuzz: ## Run every fuzz target for FUZZTIME (default 10s) beyond its checke
 	go test ./internal/plan -run '^$$' -fuzz '^FuzzRollout$$' -fuzztime $(FUZZTIME)
 	go test ./internal/eligibility -run '^$$' -fuzz '^FuzzEvaluate$$' -fuzztime $(FUZZTIME)
 
+CHAOS_NODES ?= 500
+CHAOS_KILLS ?= 30
+
+.PHONY: test-chaos
+test-chaos: tools ## Reliability tests at size (CHAOS_NODES=500, CHAOS_KILLS=30) and 2 minutes per fuzz target; make test runs them small.
+	NAS_CHAOS_NODES=$(CHAOS_NODES) NAS_CHAOS_KILLS=$(CHAOS_KILLS) go test -count=1 -v -timeout 60m \
+		-run 'Crashes|LeaderFailover|APIServerRestart|Refused' ./test/e2e/ | grep -E '^(=== RUN|--- |\s+reliability|ok|FAIL|PASS)'
+	$(MAKE) --no-print-directory test-fuzz FUZZTIME=2m
+
 .PHONY: test-e2e
 test-e2e: tools ## Run only the end-to-end tests on the local cluster.
 	go test -count=1 $(GOTEST_FLAGS) -timeout 30m ./test/e2e/...

@@ -7,6 +7,7 @@ import (
 
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
@@ -51,5 +52,39 @@ func TestPodCreateRefusalIsReportedWithTheServerMessage(t *testing.T) {
 	eventually(t, "PodFailure cleared", func() (bool, string) {
 		c := meta.FindStatusCondition(f.get(set).Status.Conditions, nasv1alpha1.ConditionPodFailure)
 		return c != nil && c.Status == "False", fmt.Sprintf("%+v", c)
+	})
+}
+
+// Status written by someone else (or a write of ours that was lost) is put
+// right by the next pass: the controller compares what it computes with
+// what the API server holds, not with what it wrote last.
+func TestOverwrittenStatusIsRestored(t *testing.T) {
+	f := newFixture(t, "status")
+	nodes := f.nodes(2)
+	set := f.set()
+	eventually(t, "one pod per node", f.onePerNode(set, nodes))
+	f.markAllReady(set)
+	eventually(t, "status available", func() (bool, string) {
+		st := f.get(set).Status
+		return st.NumberAvailable == 2, fmt.Sprintf("%+v", st)
+	})
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		got := f.get(set)
+		got.Status.NumberAvailable, got.Status.DesiredNumberScheduled = 99, 99
+		return k8s.Status().Update(f.ctx, got)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nudge a pass the way any pod event would.
+	pod := f.pods(set)[0]
+	patched := pod.DeepCopy()
+	patched.Annotations = map[string]string{"nudge": "1"}
+	if err := k8s.Patch(f.ctx, patched, client.MergeFrom(&pod)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "status restored", func() (bool, string) {
+		st := f.get(set).Status
+		return st.NumberAvailable == 2 && st.DesiredNumberScheduled == 2, fmt.Sprintf("%+v", st)
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // AuditLogPath is where the API server writes its audit log when
@@ -20,6 +21,8 @@ type Write struct {
 	// Subresource is empty for the object itself ("status", "binding", ...).
 	Subresource string
 	Code        int32
+	// At is when the API server finished the request.
+	At time.Time
 }
 
 // Writes reads every write the audit log holds so far, in order. Reads are
@@ -39,6 +42,7 @@ func (c *Cluster) Writes() ([]Write, error) {
 	for sc.Scan() {
 		var e struct {
 			Stage     string                    `json:"stage"`
+			At        time.Time                 `json:"stageTimestamp"`
 			Verb      string                    `json:"verb"`
 			User      struct{ Username string } `json:"user"`
 			ObjectRef *struct {
@@ -56,7 +60,7 @@ func (c *Cluster) Writes() ([]Write, error) {
 		if e.Stage != "ResponseComplete" {
 			continue
 		}
-		w := Write{User: e.User.Username, Verb: e.Verb}
+		w := Write{User: e.User.Username, Verb: e.Verb, At: e.At}
 		if e.ObjectRef != nil {
 			w.Resource, w.Subresource = e.ObjectRef.Resource, e.ObjectRef.Subresource
 		}

@@ -2,9 +2,9 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,9 +28,11 @@ type checker struct {
 	maxUnav int
 	maxTwo  int
 	maxPods int
-	deleted map[types.UID]bool
-	changed chan struct{}
-	err     error
+	// maxTwins is the most live pods of one revision seen on one node.
+	maxTwins int
+	rv       string
+	deleted  map[types.UID]bool
+	changed  chan struct{}
 }
 
 func watchPods(t *testing.T, cs kubernetes.Interface, set *nasv1alpha1.NodeAgentSet, desired []string) *checker {
@@ -42,45 +44,67 @@ func watchPods(t *testing.T, cs kubernetes.Interface, set *nasv1alpha1.NodeAgent
 		ch.nodes[n] = true
 	}
 	sel := nasv1alpha1.LabelSetName + "=" + set.Name
-	list, err := cs.CoreV1().Pods(set.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
-	if err != nil {
+	if err := ch.list(ctx, cs, set.Namespace, sel); err != nil {
 		t.Fatal(err)
 	}
-	for i := range list.Items {
-		ch.pods[list.Items[i].UID] = &list.Items[i]
-	}
-	w, err := cs.CoreV1().Pods(set.Namespace).Watch(ctx, metav1.ListOptions{LabelSelector: sel, ResourceVersion: list.ResourceVersion})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch.observe()
-	go func() {
-		defer w.Stop()
-		for ev := range w.ResultChan() {
-			pod, ok := ev.Object.(*corev1.Pod)
-			if !ok {
-				ch.fail(fmt.Errorf("watch error: %v", ev.Object))
-				return
-			}
-			ch.mu.Lock()
-			if ev.Type == watch.Deleted {
-				delete(ch.pods, pod.UID)
-				ch.deleted[pod.UID] = true
-			} else {
-				ch.pods[pod.UID] = pod
-			}
-			ch.mu.Unlock()
-			ch.observe()
-		}
-	}()
+	go ch.follow(ctx, cs, set.Namespace, sel)
 	return ch
 }
 
-func (ch *checker) fail(err error) {
+// list replaces the checker's view with a fresh list and returns its
+// resource version for the next watch.
+func (ch *checker) list(ctx context.Context, cs kubernetes.Interface, ns, sel string) error {
+	list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return err
+	}
 	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	if ch.err == nil {
-		ch.err = err
+	ch.pods = map[types.UID]*corev1.Pod{}
+	for i := range list.Items {
+		ch.pods[list.Items[i].UID] = &list.Items[i]
+	}
+	ch.rv = list.ResourceVersion
+	ch.mu.Unlock()
+	ch.observe()
+	return nil
+}
+
+// follow applies watch events in order; when the watch breaks (an API
+// server restart) it lists again and resumes.
+func (ch *checker) follow(ctx context.Context, cs kubernetes.Interface, ns, sel string) {
+	for ctx.Err() == nil {
+		ch.mu.Lock()
+		rv := ch.rv
+		ch.mu.Unlock()
+		w, err := cs.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: sel, ResourceVersion: rv})
+		if err == nil {
+			ch.consume(w)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+		_ = ch.list(ctx, cs, ns, sel) // the API server may still be down; retried next round
+	}
+}
+
+func (ch *checker) consume(w watch.Interface) {
+	defer w.Stop()
+	for ev := range w.ResultChan() {
+		pod, ok := ev.Object.(*corev1.Pod)
+		if !ok {
+			return // an error event: list and watch again
+		}
+		ch.mu.Lock()
+		if ev.Type == watch.Deleted {
+			delete(ch.pods, pod.UID)
+			ch.deleted[pod.UID] = true
+		} else {
+			ch.pods[pod.UID] = pod
+		}
+		ch.rv = pod.ResourceVersion
+		ch.mu.Unlock()
+		ch.observe()
 	}
 }
 
@@ -90,12 +114,16 @@ func (ch *checker) observe() {
 	defer ch.mu.Unlock()
 	perNode, liveNode := map[string]int{}, map[string]int{}
 	available := map[string]bool{}
+	twins := map[[2]string]int{}
 	for _, p := range ch.pods {
 		n := podtemplate.NodeOf(p)
 		perNode[n]++
 		if p.DeletionTimestamp == nil {
 			liveNode[n]++
 			available[n] = available[n] || podReady(p)
+			key := [2]string{n, podtemplate.Hash(p)}
+			twins[key]++
+			ch.maxTwins = max(ch.maxTwins, twins[key])
 		}
 	}
 	// Two live agents on a node is a surge; an old agent still terminating
@@ -120,10 +148,17 @@ func (ch *checker) observe() {
 }
 
 // worst returns the worst values seen so far.
-func (ch *checker) worst() (unavailable, twoPods, podsOnANode int, err error) {
+func (ch *checker) worst() (unavailable, twoPods, podsOnANode int) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	return ch.maxUnav, ch.maxTwo, ch.maxPods, ch.err
+	return ch.maxUnav, ch.maxTwo, ch.maxPods
+}
+
+// worstTwins is the most live pods of one revision seen on one node.
+func (ch *checker) worstTwins() int {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return ch.maxTwins
 }
 
 // wasDeleted reports whether the pod was deleted while watched.

@@ -9,10 +9,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/test/cluster"
@@ -28,6 +30,8 @@ var scheme = runtime.NewScheme()
 func TestMain(m *testing.M) {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(nasv1alpha1.AddToScheme(scheme))
+	// The tests' own clients log nothing worth reading.
+	ctrllog.SetLogger(logr.Discard())
 	dir, err := os.MkdirTemp("", "nodeagentset-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -54,21 +58,12 @@ func startCluster(t *testing.T, opts cluster.Options) *cluster.Cluster {
 
 // startManager runs the manager against c as its own user and returns a
 // controller-runtime client for the test.
-func startManager(t *testing.T, c *cluster.Cluster, args ...string) client.Client {
+func startManager(t *testing.T, c *cluster.Cluster) client.Client {
 	t.Helper()
-	_, kubeconfig, err := c.AddUser("nodeagentset:manager", "system:masters")
-	if err != nil {
+	if err := c.StartProcess("manager", managerBinary, managerArgs(t, c, "nodeagentset:manager")...); err != nil {
 		t.Fatal(err)
 	}
-	base := []string{"--kubeconfig=" + kubeconfig, "--metrics-bind-address=0", "--health-probe-bind-address=0"}
-	if err := c.StartProcess("manager", managerBinary, append(base, args...)...); err != nil {
-		t.Fatal(err)
-	}
-	k, err := client.New(c.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
+	return startClient(t, c)
 }
 
 // peakRSS reads a process's peak resident set size (VmHWM) in bytes.
