@@ -60,6 +60,10 @@ func Hash(encoded []byte, collisionCount *int32) string {
 	return rand.SafeEncodeString(strconv.FormatUint(uint64(h.Sum32()), 10))
 }
 
+// ChangeCauseAnnotation on a set says why its template changed (kubectl's
+// convention); each new revision records it.
+const ChangeCauseAnnotation = "kubernetes.io/change-cause"
+
 // Name is the ControllerRevision name for a hash: <set>-<hash>.
 func Name(set *nasv1alpha1.NodeAgentSet, hash string) string { return set.Name + "-" + hash }
 
@@ -71,11 +75,18 @@ func Build(set *nasv1alpha1.NodeAgentSet, encoded []byte, hash string, number in
 	}
 	labels[nasv1alpha1.LabelRevisionHash] = hash
 	labels[nasv1alpha1.LabelSetName] = set.Name
+	var annotations map[string]string
+	if cause, ok := set.Annotations[ChangeCauseAnnotation]; ok {
+		// Kept with the revision, as Deployments keep it with their
+		// ReplicaSets, so the history can say why each revision exists.
+		annotations = map[string]string{ChangeCauseAnnotation: cause}
+	}
 	return &appsv1.ControllerRevision{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            Name(set, hash),
 			Namespace:       set.Namespace,
 			Labels:          labels,
+			Annotations:     annotations,
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(set, nasv1alpha1.GroupVersion.WithKind("NodeAgentSet"))},
 		},
 		Data:     runtime.RawExtension{Raw: encoded},

@@ -7,6 +7,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 )
 
 func template(image string) *corev1.PodTemplateSpec {
@@ -70,4 +72,13 @@ func rev(name string, data []byte, n int64) *appsv1.ControllerRevision {
 	cr := &appsv1.ControllerRevision{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"controller-revision-hash": "h-" + name}}, Revision: n}
 	cr.Data.Raw = data
 	return cr
+}
+
+func TestBuildRecordsTheChangeCause(t *testing.T) {
+	set := &nasv1alpha1.NodeAgentSet{ObjectMeta: metav1.ObjectMeta{Name: "agent", Namespace: "ns",
+		Annotations: map[string]string{ChangeCauseAnnotation: "image 1.1", "other": "x"}}}
+	cr := Build(set, []byte("{}"), "h1", 3)
+	if cr.Name != "agent-h1" || cr.Revision != 3 || cr.Annotations[ChangeCauseAnnotation] != "image 1.1" || len(cr.Annotations) != 1 {
+		t.Errorf("revision = %+v", cr.ObjectMeta)
+	}
 }
