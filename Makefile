@@ -93,8 +93,14 @@ test-e2e: tools ## Run only the end-to-end tests on the local cluster.
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager binary into bin/.
+build: ## Build the manager and the kubectl plugin into bin/.
 	$(GO_BUILD) -o $(BIN)/manager ./cmd/manager
+	$(GO_BUILD) -o $(BIN)/kubectl-nodeagentset ./cmd/kubectl-nodeagentset
+
+.PHONY: install-plugin
+install-plugin: ## Install kubectl-nodeagentset into $(go env GOPATH)/bin (on PATH: kubectl nodeagentset ...).
+	CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" ./cmd/kubectl-nodeagentset
+	@echo "installed $$(go env GOPATH)/bin/kubectl-nodeagentset; with that folder on PATH, run: kubectl nodeagentset --help"
 
 .PHONY: run
 run: ## Run the manager against the cluster in $KUBECONFIG.

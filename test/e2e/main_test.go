@@ -25,6 +25,9 @@ import (
 // its memory from /proc.
 var managerBinary string
 
+// pluginBinary is kubectl-nodeagentset, built once.
+var pluginBinary string
+
 var scheme = runtime.NewScheme()
 
 func TestMain(m *testing.M) {
@@ -42,6 +45,13 @@ func TestMain(m *testing.M) {
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building the manager:", err)
+		os.Exit(1)
+	}
+	pluginBinary = filepath.Join(dir, "kubectl-nodeagentset")
+	build = exec.Command("go", "build", "-o", pluginBinary, "../../cmd/kubectl-nodeagentset")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the kubectl plugin:", err)
 		os.Exit(1)
 	}
 	code := m.Run()
