@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -139,6 +140,7 @@ func isTerminal(w any) bool {
 
 func newRolloutHistory(o *options) *cobra.Command {
 	var number, diffWith int64
+	var output string
 	cmd := &cobra.Command{
 		Use:   "history NAME",
 		Short: "Show the revisions of a NodeAgentSet",
@@ -161,15 +163,22 @@ revision's pod template with --revision, or the difference between two with
 			}
 			slices.SortFunc(revs, func(a, b *appsv1.ControllerRevision) int { return int(a.Revision - b.Revision) })
 			if number == 0 {
-				o.printf("%s\nREVISION  CHANGE-CAUSE\n", kind(set))
-				for _, cr := range revs {
-					cause := cr.Annotations[revision.ChangeCauseAnnotation]
-					if cause == "" {
-						cause = "<none>"
-					}
-					o.printf("%-9d %s\n", cr.Revision, cause)
+				type entry struct {
+					Revision    int64  `json:"revision"`
+					Name        string `json:"name"`
+					ChangeCause string `json:"changeCause,omitempty"`
 				}
-				return nil
+				var entries []entry
+				for _, cr := range revs {
+					entries = append(entries, entry{cr.Revision, cr.Name, cr.Annotations[revision.ChangeCauseAnnotation]})
+				}
+				return printAs(o.streams.Out, output, entries, func() error {
+					o.printf("%s\nREVISION  CHANGE-CAUSE\n", kind(set))
+					for _, e := range entries {
+						o.printf("%-9d %s\n", e.Revision, cmp.Or(e.ChangeCause, "<none>"))
+					}
+					return nil
+				})
 			}
 			text, err := templateYAML(revs, number)
 			if err != nil {
@@ -189,6 +198,7 @@ revision's pod template with --revision, or the difference between two with
 	}
 	cmd.Flags().Int64Var(&number, "revision", 0, "show this revision's pod template")
 	cmd.Flags().Int64Var(&diffWith, "diff-with", 0, "with --revision: show the difference from this revision")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format of the list: json or yaml (default: a table)")
 	return cmd
 }
 

@@ -5,7 +5,9 @@
 package plugin
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -14,6 +16,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 )
@@ -80,3 +83,26 @@ func (o *options) printf(format string, args ...any) {
 
 // kind is how the plugin names a set in messages, as kubectl does.
 func kind(set *nasv1alpha1.NodeAgentSet) string { return "nodeagentset.nodeagentset.io/" + set.Name }
+
+// printAs writes v as JSON or YAML, or calls table for the default format.
+func printAs(w io.Writer, format string, v any, table func() error) error {
+	switch format {
+	case "":
+		return table()
+	case "json":
+		b, err := json.MarshalIndent(v, "", "    ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	case "yaml":
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	}
+	return fmt.Errorf("unknown output format %q: use json or yaml", format)
+}

@@ -21,9 +21,9 @@ import (
 )
 
 func newStatusCommand(o *options) *cobra.Command {
-	var node string
+	var node, output string
 	cmd := &cobra.Command{
-		Use:   "status NAME [--node NODE]",
+		Use:   "status NAME [--node NODE] [-o json|yaml]",
 		Short: "Show, node by node, the agent's revision and readiness, and why a node has none",
 		Long: `Show every node with the set's agent on it: its revision, whether it is Ready and
 available, and for a node without an agent, or one the rollout leaves alone,
@@ -47,10 +47,11 @@ the reason, computed by the controller's own eligibility and plan code.`,
 					return fmt.Errorf("node %q not found", node)
 				}
 			}
-			return Render(o.streams.Out, rows)
+			return printAs(o.streams.Out, output, rows, func() error { return Render(o.streams.Out, rows) })
 		},
 	}
 	cmd.Flags().StringVar(&node, "node", "", "show only this node")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json or yaml (default: a table)")
 	return cmd
 }
 
@@ -114,7 +115,11 @@ func history(ctx context.Context, c client.Client, set *nasv1alpha1.NodeAgentSet
 
 // Row is one node of the status table.
 type Row struct {
-	Node, Revision, Ready, Available, Reason string
+	Node      string `json:"node"`
+	Revision  string `json:"revision"`
+	Ready     string `json:"ready"`
+	Available string `json:"available"`
+	Reason    string `json:"reason"`
 }
 
 // Rows turns a plan into the status table, one row per node.

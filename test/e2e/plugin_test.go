@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -104,6 +105,14 @@ func TestKubectlPlugin(t *testing.T) {
 		if _, code := plugin(t, c, "status", "agent", "--node", "nope"); code == 0 {
 			t.Error("status --node of an unknown node exited 0")
 		}
+		var rows []map[string]string
+		if err := json.Unmarshal([]byte(mustPlugin(t, c, `"node": "node-0004"`, "status", "agent", "-o", "json")), &rows); err != nil || len(rows) != 6 {
+			t.Errorf("status -o json: %d rows, %v", len(rows), err)
+		}
+		mustPlugin(t, c, "reason: held by partition (2)", "status", "agent", "-o", "yaml")
+		if _, code := plugin(t, c, "status", "agent", "-o", "xml"); code == 0 {
+			t.Error("status -o xml exited 0")
+		}
 	})
 
 	t.Run("history", func(t *testing.T) {
@@ -112,6 +121,7 @@ func TestKubectlPlugin(t *testing.T) {
 			t.Errorf("history:\n%s", out)
 		}
 		mustPlugin(t, c, "image: registry.example/agent:2", "rollout", "history", "agent", "--revision", "2")
+		mustPlugin(t, c, "changeCause: agent 2", "rollout", "history", "agent", "-o", "yaml")
 		diff := mustPlugin(t, c, "--- revision #1", "rollout", "history", "agent", "--revision", "2", "--diff-with", "1")
 		if !strings.Contains(diff, "- ") || !strings.Contains(diff, "+ ") || !strings.Contains(diff, "registry.example/agent:2") {
 			t.Errorf("diff:\n%s", diff)
