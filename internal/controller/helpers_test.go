@@ -150,11 +150,22 @@ func (f *fixture) markReady(pod *corev1.Pod) {
 
 func (f *fixture) setPhase(pod *corev1.Pod, phase corev1.PodPhase, ready corev1.ConditionStatus) {
 	f.t.Helper()
-	p := pod.DeepCopy()
-	p.Status.Phase = phase
-	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: ready, LastTransitionTime: metav1.Now()}}
-	if err := k8s.Status().Update(f.ctx, p); err != nil && !apierrors.IsNotFound(err) {
-		f.t.Fatalf("setting pod %s %s: %v", p.Name, phase, err)
+	// The controller may be deleting the pod meanwhile (a rollout): retry on
+	// conflicts with a fresh copy, and leave a pod that is going alone.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p := &corev1.Pod{}
+		if err := k8s.Get(f.ctx, client.ObjectKeyFromObject(pod), p); err != nil {
+			return err
+		}
+		if p.DeletionTimestamp != nil || p.UID != pod.UID {
+			return nil
+		}
+		p.Status.Phase = phase
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: ready, LastTransitionTime: metav1.Now()}}
+		return k8s.Status().Update(f.ctx, p)
+	})
+	if err != nil && !apierrors.IsNotFound(err) {
+		f.t.Fatalf("setting pod %s %s: %v", pod.Name, phase, err)
 	}
 }
 
