@@ -80,7 +80,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	p := plan.Compute(snap)
 	out, execErr := r.Executor.Execute(ctx, set, p, &set.Spec.Template, updateHash)
 
-	st := status.Compute(status.Input{
+	st, wake := status.Compute(status.Input{
 		Set: set, Plan: p, UpdateHash: updateHash, UpdateRevision: revs.update.Name,
 		CollisionCount: revs.collisionCount, Now: snap.Now, PodFailure: execErr,
 	})
@@ -91,7 +91,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := errors.Join(errs...); err != nil {
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{RequeueAfter: r.requeueAfter(set, st, p, out, snap.Now)}, nil
+	return ctrl.Result{RequeueAfter: requeueAfter(p, out, wake, snap.Now)}, nil
 }
 
 // observe reads the snapshot a plan is computed from: every node, the pods
@@ -147,23 +147,18 @@ func (r *Reconciler) writeStatus(ctx context.Context, set *nasv1alpha1.NodeAgent
 
 // requeueAfter is when to look again without an event: at once after a
 // capped pass, when a backoff ends, when a Ready pod becomes available
-// (minReadySeconds), or when the progress deadline falls.
-func (r *Reconciler) requeueAfter(set *nasv1alpha1.NodeAgentSet, st nasv1alpha1.NodeAgentSetStatus, p plan.Plan, out execute.Outcome, now time.Time) time.Duration {
+// (minReadySeconds), or when the progress deadline falls (wake, from
+// status.Compute).
+func requeueAfter(p plan.Plan, out execute.Outcome, wake, now time.Time) time.Duration {
 	if out.Capped {
 		return time.Millisecond
 	}
 	after := p.RequeueAfter
-	at := func(t time.Time) {
-		if t.IsZero() {
-			return
-		}
-		if d := t.Sub(now) + 10*time.Millisecond; after == 0 || d < after {
+	if !wake.IsZero() {
+		if d := wake.Sub(now) + 10*time.Millisecond; after == 0 || d < after {
 			after = max(d, time.Millisecond)
 		}
 	}
-	minReady := time.Duration(set.Spec.MinReadySeconds) * time.Second
-	at(status.Count(p, "", minReady, now).NextAvailable)
-	at(status.ProgressDeadline(set, st))
 	return after
 }
 

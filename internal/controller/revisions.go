@@ -33,11 +33,7 @@ func (r *Reconciler) syncRevision(ctx context.Context, set *nasv1alpha1.NodeAgen
 		client.MatchingLabels{nasv1alpha1.LabelSetName: set.Name}); err != nil {
 		return revs, fmt.Errorf("listing ControllerRevisions: %w", err)
 	}
-	for i := range list.Items {
-		if ref := metav1.GetControllerOfNoCopy(&list.Items[i]); ref != nil && ref.UID == set.UID {
-			revs.history = append(revs.history, &list.Items[i])
-		}
-	}
+	revs.history = revision.Owned(list.Items, set.UID)
 	encoded, err := revision.Encode(&set.Spec.Template)
 	if err != nil {
 		return revs, err

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -161,7 +160,6 @@ revision's pod template with --revision, or the difference between two with
 			if err != nil {
 				return err
 			}
-			slices.SortFunc(revs, func(a, b *appsv1.ControllerRevision) int { return int(a.Revision - b.Revision) })
 			if number == 0 {
 				type entry struct {
 					Revision    int64  `json:"revision"`
@@ -279,7 +277,6 @@ hash), so agents already running it are not restarted.`,
 			if err != nil {
 				return err
 			}
-			slices.SortFunc(revs, func(a, b *appsv1.ControllerRevision) int { return int(b.Revision - a.Revision) })
 			target, err := undoTarget(revs, to)
 			if err != nil {
 				return err
@@ -307,7 +304,7 @@ hash), so agents already running it are not restarted.`,
 	return cmd
 }
 
-// undoTarget picks the revision to roll back to; revs are newest first.
+// undoTarget picks the revision to roll back to; revs are oldest first.
 func undoTarget(revs []*appsv1.ControllerRevision, to int64) (*appsv1.ControllerRevision, error) {
 	if to != 0 {
 		return findRevision(revs, to)
@@ -315,7 +312,7 @@ func undoTarget(revs []*appsv1.ControllerRevision, to int64) (*appsv1.Controller
 	if len(revs) < 2 {
 		return nil, errors.New("no previous revision to roll back to")
 	}
-	return revs[1], nil
+	return revs[len(revs)-2], nil
 }
 
 func newRolloutPause(o *options, pause bool) *cobra.Command {

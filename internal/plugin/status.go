@@ -99,18 +99,13 @@ func updateHash(ctx context.Context, c client.Client, set *nasv1alpha1.NodeAgent
 	return revision.Hash(encoded, set.Status.CollisionCount), nil
 }
 
+// history lists the set's revisions, oldest first.
 func history(ctx context.Context, c client.Client, set *nasv1alpha1.NodeAgentSet) ([]*appsv1.ControllerRevision, error) {
 	var list appsv1.ControllerRevisionList
 	if err := c.List(ctx, &list, client.InNamespace(set.Namespace), client.MatchingLabels{nasv1alpha1.LabelSetName: set.Name}); err != nil {
 		return nil, err
 	}
-	var out []*appsv1.ControllerRevision
-	for i := range list.Items {
-		if ref := metav1.GetControllerOfNoCopy(&list.Items[i]); ref != nil && ref.UID == set.UID {
-			out = append(out, &list.Items[i])
-		}
-	}
-	return out, nil
+	return revision.Owned(list.Items, set.UID), nil
 }
 
 // Row is one node of the status table.

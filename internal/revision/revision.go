@@ -6,6 +6,7 @@ package revision
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
@@ -109,6 +111,19 @@ func FindEqual(history []*appsv1.ControllerRevision, encoded []byte) *appsv1.Con
 		}
 	}
 	return found
+}
+
+// Owned picks from a list the revisions whose controller is the set with
+// this UID, oldest first (by revision number).
+func Owned(items []appsv1.ControllerRevision, owner types.UID) []*appsv1.ControllerRevision {
+	var out []*appsv1.ControllerRevision
+	for i := range items {
+		if ref := metav1.GetControllerOfNoCopy(&items[i]); ref != nil && ref.UID == owner {
+			out = append(out, &items[i])
+		}
+	}
+	slices.SortFunc(out, func(a, b *appsv1.ControllerRevision) int { return cmp.Compare(a.Revision, b.Revision) })
+	return out
 }
 
 // MaxNumber is the highest revision number in history, 0 when empty.

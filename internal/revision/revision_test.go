@@ -82,3 +82,21 @@ func TestBuildRecordsTheChangeCause(t *testing.T) {
 		t.Errorf("revision = %+v", cr.ObjectMeta)
 	}
 }
+
+func TestOwnedKeepsTheSetsRevisionsOldestFirst(t *testing.T) {
+	mine := []metav1.OwnerReference{{UID: "set", Controller: ptr.To(true)}}
+	other := []metav1.OwnerReference{{UID: "other", Controller: ptr.To(true)}}
+	items := []appsv1.ControllerRevision{
+		{ObjectMeta: metav1.ObjectMeta{Name: "r3", OwnerReferences: mine}, Revision: 3},
+		{ObjectMeta: metav1.ObjectMeta{Name: "x", OwnerReferences: other}, Revision: 1},
+		{ObjectMeta: metav1.ObjectMeta{Name: "r1", OwnerReferences: mine}, Revision: 1},
+		{ObjectMeta: metav1.ObjectMeta{Name: "orphan"}, Revision: 2},
+	}
+	var names []string
+	for _, cr := range Owned(items, "set") {
+		names = append(names, cr.Name)
+	}
+	if len(names) != 2 || names[0] != "r1" || names[1] != "r3" {
+		t.Errorf("Owned = %v, want [r1 r3]", names)
+	}
+}

@@ -85,8 +85,10 @@ func settledHold(held string) bool {
 	return held != "" && held != plan.HeldPaused
 }
 
-// Compute returns the set's new status.
-func Compute(in Input) nasv1alpha1.NodeAgentSetStatus {
+// Compute returns the set's new status, and the next moment time alone
+// would change it (a Ready pod becoming available, the progress deadline
+// falling), zero when none.
+func Compute(in Input) (nasv1alpha1.NodeAgentSetStatus, time.Time) {
 	set := in.Set
 	minReady := time.Duration(set.Spec.MinReadySeconds) * time.Second
 	c := Count(in.Plan, in.UpdateHash, minReady, in.Now)
@@ -111,7 +113,11 @@ func Compute(in Input) nasv1alpha1.NodeAgentSetStatus {
 		st.CurrentRevision = in.UpdateRevision
 	}
 	setConditions(&st, c, complete, in)
-	return st
+	wake := c.NextAvailable
+	if d := ProgressDeadline(set, st); !d.IsZero() && (wake.IsZero() || d.Before(wake)) {
+		wake = d
+	}
+	return st, wake
 }
 
 func setConditions(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, in Input) {

@@ -58,7 +58,7 @@ func TestCountFollowsDaemonSet(t *testing.T) {
 func TestConditions(t *testing.T) {
 	set := &nasv1alpha1.NodeAgentSet{ObjectMeta: metav1.ObjectMeta{Generation: 3}}
 	converged := plan.Plan{Nodes: []plan.NodeState{node("a", true, true, readyPod("h", time.Minute))}}
-	st := Compute(Input{Set: set, Plan: converged, UpdateHash: "h", UpdateRevision: "agent-h", Now: now})
+	st, _ := Compute(Input{Set: set, Plan: converged, UpdateHash: "h", UpdateRevision: "agent-h", Now: now})
 	if !meta.IsStatusConditionTrue(st.Conditions, nasv1alpha1.ConditionAvailable) ||
 		!meta.IsStatusConditionFalse(st.Conditions, nasv1alpha1.ConditionReconciling) ||
 		st.CurrentRevision != "agent-h" || st.ObservedGeneration != 3 {
@@ -68,7 +68,7 @@ func TestConditions(t *testing.T) {
 	set.Status = st
 	rolling := plan.Plan{Nodes: []plan.NodeState{node("a", true, true, readyPod("h", time.Minute))},
 		Creates: []plan.Create{{Node: "b"}}}
-	st = Compute(Input{Set: set, Plan: rolling, UpdateHash: "h2", UpdateRevision: "agent-h2", Now: now,
+	st, _ = Compute(Input{Set: set, Plan: rolling, UpdateHash: "h2", UpdateRevision: "agent-h2", Now: now,
 		PodFailure: errors.New("pods is forbidden: exceeded quota")})
 	if !meta.IsStatusConditionTrue(st.Conditions, nasv1alpha1.ConditionReconciling) || st.CurrentRevision != "agent-h" {
 		t.Errorf("rolling status = %+v", st)
@@ -86,9 +86,12 @@ func TestProgressDeadline(t *testing.T) {
 		Creates: []plan.Create{{Node: "b"}}}
 	in := Input{Set: set, Plan: stuck, UpdateHash: "h", UpdateRevision: "agent-h", Now: now}
 
-	st := Compute(in)
+	st, wake := Compute(in)
 	if c := meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionProgressing); c == nil || c.Reason != "RollingOut" {
 		t.Fatalf("Progressing at the start = %+v", c)
+	}
+	if !wake.Equal(now.Add(10 * time.Minute)) {
+		t.Errorf("Compute wakes at %v, want the progress deadline 10 minutes on", wake)
 	}
 	if got := ProgressDeadline(set, st); !got.Equal(now.Add(10 * time.Minute)) {
 		t.Errorf("ProgressDeadline = %v, want 10 minutes on", got)
@@ -96,12 +99,12 @@ func TestProgressDeadline(t *testing.T) {
 
 	set.Status = st
 	in.Now = now.Add(9 * time.Minute)
-	if st = Compute(in); meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionStalled) != nil {
+	if st, _ = Compute(in); meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionStalled) != nil {
 		t.Fatal("stalled before the deadline")
 	}
 	set.Status = st
 	in.Now = now.Add(10 * time.Minute)
-	st = Compute(in)
+	st, _ = Compute(in)
 	if !meta.IsStatusConditionTrue(st.Conditions, nasv1alpha1.ConditionStalled) ||
 		meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionProgressing).Reason != "ProgressDeadlineExceeded" {
 		t.Fatalf("no progress for the deadline: conditions %+v", st.Conditions)
@@ -111,7 +114,7 @@ func TestProgressDeadline(t *testing.T) {
 	set.Status = st
 	in.Now = now.Add(11 * time.Minute)
 	in.Plan = plan.Plan{Nodes: []plan.NodeState{node("a", true, true, readyPod("old", time.Hour)), node("b", true, true, readyPod("h", time.Minute))}}
-	st = Compute(in)
+	st, _ = Compute(in)
 	if meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionStalled) != nil ||
 		meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionProgressing).Reason != "RollingOut" {
 		t.Fatalf("progress did not clear the failure: %+v", st.Conditions)
@@ -121,7 +124,7 @@ func TestProgressDeadline(t *testing.T) {
 	set.Status = st
 	set.Spec.UpdateStrategy.RollingUpdate = &nasv1alpha1.RollingUpdate{Paused: true}
 	in.Now = now.Add(time.Hour)
-	st = Compute(in)
+	st, _ = Compute(in)
 	if meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionStalled) != nil {
 		t.Error("a paused rollout was reported stalled")
 	}

@@ -30,7 +30,7 @@ func (c *Cluster) startScheduler() error {
 	if err != nil {
 		return err
 	}
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return err
 	}
@@ -62,7 +62,7 @@ func (c *Cluster) startControllerManager() error {
 	if err != nil {
 		return err
 	}
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func (c *Cluster) startKwok() error {
 	if err := os.WriteFile(path, config, 0o644); err != nil {
 		return err
 	}
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return err
 	}
@@ -190,7 +190,9 @@ func (c *Cluster) process(name string) (*process, error) {
 	return p, nil
 }
 
-func freePort() (int, error) {
+// FreePort returns a loopback TCP port nothing listens on (for a component
+// or a test's own server).
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -135,7 +134,7 @@ func TestManagerRunsWithTheChartsRBAC(t *testing.T) {
 	token := strings.TrimSpace(string(mustRun(t, c, nil, "kubectl", "create", "token", "nas-nodeagentset", "-n", "nas-system", "--duration=1h")))
 	kubeconfig := tokenKubeconfig(t, c.Config, token)
 
-	port, err := freePort()
+	port, err := cluster.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,16 +220,6 @@ func grep(text, word string) string {
 	}
 	return strings.Join(lines, "\n")
 }
-
-func freePort() (int, error) {
-	l, err := (&netListener{}).listen()
-	if err != nil {
-		return 0, err
-	}
-	return l, nil
-}
-
-var _ = context.Background
 
 const serviceMonitorCRD = `apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
