@@ -86,6 +86,16 @@ test-chaos: tools ## Reliability tests at size (CHAOS_NODES=500, CHAOS_KILLS=30)
 		-run 'Crashes|LeaderFailover|APIServerRestart|Refused' ./test/e2e/ | grep -E '^(=== RUN|--- |\s+reliability|ok|FAIL|PASS)'
 	$(MAKE) --no-print-directory test-fuzz FUZZTIME=2m
 
+BENCH_NODES ?= 100,500,1000
+BENCH_ROUNDS ?= 3
+BENCH_OUT ?= test/bench/results
+
+.PHONY: bench
+bench: tools build ## Benchmark against the DaemonSet controller on BENCH_NODES (100,500,1000) fake nodes; tables and chart into BENCH_OUT.
+	rm -rf _output/bench
+	go run ./test/cmd/bench --manager $(BIN)/manager --nodes $(BENCH_NODES) --rounds $(BENCH_ROUNDS) \
+		--out $(BENCH_OUT) --dir $(CURDIR)/_output/bench $(BENCH_FLAGS)
+
 .PHONY: test-e2e
 test-e2e: tools ## Run only the end-to-end tests on the local cluster.
 	go test -count=1 $(GOTEST_FLAGS) -timeout 30m ./test/e2e/...

@@ -26,6 +26,7 @@ type options struct {
 	metricsAddr             string
 	secureMetrics           bool
 	probeAddr               string
+	pprofAddr               string
 	maxConcurrentReconciles int
 	qps                     float64
 	burst                   int
@@ -38,6 +39,7 @@ func main() {
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint; \"0\" disables it.")
 	flag.BoolVar(&o.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, with authentication and authorization by the API server.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints; \"0\" disables them.")
+	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address of Go's /debug/pprof endpoints, for profiling (e.g. 127.0.0.1:6060); \"0\" disables them.")
 	flag.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "NodeAgentSets reconciled in parallel.")
 	flag.Float64Var(&o.qps, "kube-api-qps", 100, "Client-side limit of API requests per second.")
 	flag.IntVar(&o.burst, "kube-api-burst", 200, "Client-side burst of API requests.")
@@ -77,6 +79,7 @@ func run(o options) error {
 		Cache:                   controller.CacheOptions(),
 		Metrics:                 metrics,
 		HealthProbeBindAddress:  o.probeAddr,
+		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "nodeagentset.io",
 		LeaderElectionNamespace: o.leaderElectionNamespace,

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/util/retry"
@@ -76,13 +77,8 @@ func TestOverwrittenStatusIsRestored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Nudge a pass the way any pod event would.
-	pod := f.pods(set)[0]
-	patched := pod.DeepCopy()
-	patched.Annotations = map[string]string{"nudge": "1"}
-	if err := k8s.Patch(f.ctx, patched, client.MergeFrom(&pod)); err != nil {
-		t.Fatal(err)
-	}
+	// Nudge a pass the way any node relabelling would.
+	f.patchNode(nodes[0], func(n *corev1.Node) { n.Labels["nudge"] = "1" })
 	eventually(t, "status restored", func() (bool, string) {
 		st := f.get(set).Status
 		return st.NumberAvailable == 2 && st.DesiredNumberScheduled == 2, fmt.Sprintf("%+v", st)

@@ -46,3 +46,44 @@ func TestLeanNodeKeepsWhatEligibilityReads(t *testing.T) {
 		t.Errorf("kept what nobody reads: %+v", lean)
 	}
 }
+
+func TestPodUpdatesThatCannotChangeAPassAreDropped(t *testing.T) {
+	base := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Labels: map[string]string{"a": "1"}},
+		Status:     corev1.PodStatus{Phase: corev1.PodPending},
+	}
+	change := func(f func(*corev1.Pod)) *corev1.Pod { p := base.DeepCopy(); f(p); return p }
+	readyAt := func(at metav1.Time) func(*corev1.Pod) {
+		return func(p *corev1.Pod) {
+			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: at}}
+		}
+	}
+	p := podChanged()
+	for name, tc := range map[string]struct {
+		pod  *corev1.Pod
+		want bool
+	}{
+		"bound by the scheduler": {change(func(p *corev1.Pod) {
+			p.Spec.NodeName = ""
+			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}}
+		}), false},
+		"container restarted": {change(func(p *corev1.Pod) {
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "c", RestartCount: 1}}
+		}), false},
+		"moved to another node": {change(func(p *corev1.Pod) { p.Spec.NodeName = "other" }), true},
+		"relabelled":            {change(func(p *corev1.Pod) { p.Labels["a"] = "2" }), true},
+		"released":              {change(func(p *corev1.Pod) { p.OwnerReferences = []metav1.OwnerReference{{Name: "x"}} }), true},
+		"deleted":               {change(func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{} }), true},
+		"running":               {change(func(p *corev1.Pod) { p.Status.Phase = corev1.PodRunning }), true},
+		"ready":                 {change(readyAt(metav1.Unix(10, 0))), true},
+	} {
+		if got := p.Update(event.UpdateEvent{ObjectOld: base, ObjectNew: tc.pod}); got != tc.want {
+			t.Errorf("%s: predicate = %t, want %t", name, got, tc.want)
+		}
+	}
+	// Ready again after a blip: same status, later time (minReadySeconds counts from it).
+	first, again := change(readyAt(metav1.Unix(10, 0))), change(readyAt(metav1.Unix(20, 0)))
+	if !p.Update(event.UpdateEvent{ObjectOld: first, ObjectNew: again}) {
+		t.Error("a new Ready time was dropped")
+	}
+}

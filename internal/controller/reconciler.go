@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -47,6 +48,9 @@ type Reconciler struct {
 	Clock func() time.Time
 
 	rollouts rollouts
+	// statusWrites holds when each set's status was last written, by
+	// namespaced name.
+	statusWrites sync.Map
 }
 
 // Reconcile runs one pass for one NodeAgentSet.
@@ -55,6 +59,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.Get(ctx, req.NamespacedName, set); err != nil {
 		if apierrors.IsNotFound(err) {
 			forgetMetrics(req.Namespace, req.Name)
+			r.statusWrites.Delete(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -85,11 +90,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		CollisionCount: revs.collisionCount, Now: snap.Now, PodFailure: execErr,
 	})
 	r.rollouts.record(set, st, snap.Now)
-	errs := []error{execErr,
-		r.pruneHistory(ctx, set, revs, liveRevisions(snap.Pods, revs.update.Name, st.CurrentRevision)),
-		r.writeStatus(ctx, set, st)}
-	if err := errors.Join(errs...); err != nil {
+	pruneErr := r.pruneHistory(ctx, set, revs, liveRevisions(snap.Pods, revs.update.Name, st.CurrentRevision))
+	statusDue, statusErr := r.writeStatus(ctx, set, st, snap.Now)
+	if err := errors.Join(execErr, pruneErr, statusErr); err != nil {
 		return ctrl.Result{}, err
+	}
+	if !statusDue.IsZero() && (wake.IsZero() || statusDue.Before(wake)) {
+		wake = statusDue
 	}
 	return ctrl.Result{RequeueAfter: requeueAfter(p, out, wake, snap.Now)}, nil
 }
@@ -99,13 +106,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // over them) and the failed-pod backoffs.
 func (r *Reconciler) observe(ctx context.Context, set *nasv1alpha1.NodeAgentSet, updateHash string) (plan.Snapshot, error) {
 	now := r.now()
+	// The snapshot shares the cache's objects instead of copying them: a
+	// copy of every node and pod on every pass was 40% of the manager's CPU
+	// in a 1000-node rollout. The planner and status only read them; the
+	// executor copies a pod before any call that writes into it.
 	var nodes corev1.NodeList
-	if err := r.Client.List(ctx, &nodes); err != nil {
+	if err := r.Client.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
 		return plan.Snapshot{}, fmt.Errorf("listing Nodes: %w", err)
 	}
 	var pods corev1.PodList
 	if err := r.Client.List(ctx, &pods, client.InNamespace(set.Namespace),
-		client.MatchingLabels{nasv1alpha1.LabelSetName: set.Name}); err != nil {
+		client.MatchingLabels{nasv1alpha1.LabelSetName: set.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return plan.Snapshot{}, fmt.Errorf("listing Pods: %w", err)
 	}
 	snap := plan.Snapshot{
@@ -126,10 +137,24 @@ func (r *Reconciler) observe(ctx context.Context, set *nasv1alpha1.NodeAgentSet,
 	return snap, nil
 }
 
-// writeStatus patches the status subresource, only when it changed.
-func (r *Reconciler) writeStatus(ctx context.Context, set *nasv1alpha1.NodeAgentSet, st nasv1alpha1.NodeAgentSetStatus) error {
+// StatusInterval is the least time between two status writes of one set
+// that change only counts and messages (see status.Significant); other
+// changes are written at once.
+const StatusInterval = time.Second
+
+// writeStatus patches the status subresource when it changed. A change of
+// counts alone waits until StatusInterval after this set's last write; the
+// moment it is due is returned, so the pass can come back for it.
+func (r *Reconciler) writeStatus(ctx context.Context, set *nasv1alpha1.NodeAgentSet, st nasv1alpha1.NodeAgentSetStatus, now time.Time) (due time.Time, err error) {
 	if equality.Semantic.DeepEqual(set.Status, st) {
-		return nil
+		return time.Time{}, nil
+	}
+	if !status.Significant(set.Status, st) {
+		if last, ok := r.statusWrites.Load(client.ObjectKeyFromObject(set)); ok {
+			if due := last.(time.Time).Add(StatusInterval); now.Before(due) {
+				return due, nil
+			}
+		}
 	}
 	updated := set.DeepCopy()
 	updated.Status = st
@@ -138,11 +163,12 @@ func (r *Reconciler) writeStatus(ctx context.Context, set *nasv1alpha1.NodeAgent
 	// costs one more pass.
 	if err := r.Client.Status().Patch(ctx, updated, client.MergeFrom(set)); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil
+			return time.Time{}, nil
 		}
-		return fmt.Errorf("writing status: %w", err)
+		return time.Time{}, fmt.Errorf("writing status: %w", err)
 	}
-	return nil
+	r.statusWrites.Store(client.ObjectKeyFromObject(set), now)
+	return time.Time{}, nil
 }
 
 // requeueAfter is when to look again without an event: at once after a
@@ -181,3 +207,4 @@ func liveRevisions(pods []*corev1.Pod, names ...string) map[string]bool {
 	}
 	return live
 }
+

@@ -24,6 +24,7 @@ import (
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/execute"
+	"github.com/nodeagentset/nodeagentset/internal/plan"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
 )
 
@@ -84,7 +85,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, max
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&nasv1alpha1.NodeAgentSet{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&appsv1.ControllerRevision{}).
-		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podToSet)).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podToSet), builder.WithPredicates(podChanged())).
 		Watches(&corev1.Node{}, r.nodeHandler(), builder.WithPredicates(eligibilityChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
 		Named("nodeagentset").
@@ -168,6 +169,28 @@ func eligibilityChanged() predicate.Predicate {
 		return !equality.Semantic.DeepEqual(old.Labels, cur.Labels) ||
 			!equality.Semantic.DeepEqual(old.Spec.Taints, cur.Spec.Taints) ||
 			old.Spec.Unschedulable != cur.Spec.Unschedulable
+	}}
+}
+
+// podChanged lets through pod updates that can change a pass: what the
+// planner and status read (labels, controller, node, phase, readiness and
+// its time, deletion). Binding and the kubelet's other status updates do
+// not; they were half the passes of a rollout.
+func podChanged() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		old, okOld := e.ObjectOld.(*corev1.Pod)
+		cur, okNew := e.ObjectNew.(*corev1.Pod)
+		if !okOld || !okNew {
+			return true
+		}
+		oldSince, oldReady := plan.ReadySince(old)
+		curSince, curReady := plan.ReadySince(cur)
+		return !equality.Semantic.DeepEqual(old.Labels, cur.Labels) ||
+			!equality.Semantic.DeepEqual(old.OwnerReferences, cur.OwnerReferences) ||
+			podtemplate.NodeOf(old) != podtemplate.NodeOf(cur) ||
+			(old.DeletionTimestamp == nil) != (cur.DeletionTimestamp == nil) ||
+			old.Status.Phase != cur.Status.Phase ||
+			oldReady != curReady || !oldSince.Equal(curSince)
 	}}
 }
 

@@ -103,11 +103,11 @@ func (x *Executor) creates(ctx context.Context, set *nasv1alpha1.NodeAgentSet, c
 		return nil
 	}, func(i int) { created = append(created, creates[i].Node) })
 	if len(created) > 0 {
-		x.Recorder.Eventf(set, nil, corev1.EventTypeNormal, "SuccessfulCreate", "Create",
+		x.Recorder.Eventf(eventTarget(set), nil, corev1.EventTypeNormal, "SuccessfulCreate", "Create",
 			"Created %d pod(s) on %s", len(created), summarize(created))
 	}
 	if err != nil {
-		x.Recorder.Eventf(set, nil, corev1.EventTypeWarning, "FailedCreate", "Create", "%v", err)
+		x.Recorder.Eventf(eventTarget(set), nil, corev1.EventTypeWarning, "FailedCreate", "Create", "%v", err)
 	}
 	return len(created), err
 }
@@ -134,11 +134,11 @@ func (x *Executor) deletes(ctx context.Context, set *nasv1alpha1.NodeAgentSet, d
 		return nil
 	}, func(i int) { deleted = append(deleted, deletes[i].Pod.Name+" ("+deletes[i].Reason+")") })
 	if len(deleted) > 0 {
-		x.Recorder.Eventf(set, nil, corev1.EventTypeNormal, "SuccessfulDelete", "Delete",
+		x.Recorder.Eventf(eventTarget(set), nil, corev1.EventTypeNormal, "SuccessfulDelete", "Delete",
 			"Deleted %d pod(s): %s", len(deleted), summarize(deleted))
 	}
 	if err != nil {
-		x.Recorder.Eventf(set, nil, corev1.EventTypeWarning, "FailedDelete", "Delete", "%v", err)
+		x.Recorder.Eventf(eventTarget(set), nil, corev1.EventTypeWarning, "FailedDelete", "Delete", "%v", err)
 	}
 	return len(deleted), err
 }
@@ -165,11 +165,24 @@ func (x *Executor) setController(ctx context.Context, set *nasv1alpha1.NodeAgent
 	if err != nil {
 		return err
 	}
-	if err := x.Client.Patch(ctx, pod, client.RawPatch(types.MergePatchType, patch)); err != nil && !apierrors.IsNotFound(err) {
+	// Patch decodes the answer into its object; pod is the cache's own.
+	if err := x.Client.Patch(ctx, pod.DeepCopy(), client.RawPatch(types.MergePatchType, patch)); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("%s of Pod %q: %w", strings.ToLower(action), pod.Name, err)
 	}
-	x.Recorder.Eventf(set, pod, corev1.EventTypeNormal, action, action, "%sed pod %s", strings.TrimSuffix(action, "e"), pod.Name)
+	x.Recorder.Eventf(eventTarget(set), pod, corev1.EventTypeNormal, action, action, "%sed pod %s", strings.TrimSuffix(action, "e"), pod.Name)
 	return nil
+}
+
+// eventTarget is the set as events should regard it: without its
+// resourceVersion. client-go folds repeated events of one reason on one
+// object into a series (one create, one patch, then a refresh every 30
+// minutes), but only when their references are equal; with the version in
+// it, every status change made the next wave of a rollout a new event.
+func eventTarget(set *nasv1alpha1.NodeAgentSet) *nasv1alpha1.NodeAgentSet {
+	return &nasv1alpha1.NodeAgentSet{
+		TypeMeta:   set.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{Name: set.Name, Namespace: set.Namespace, UID: set.UID},
+	}
 }
 
 // slowStart runs do(0..n-1) in batches of 1, 2, 4, ... each batch in

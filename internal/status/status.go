@@ -249,3 +249,31 @@ func b2i(b bool) int32 {
 	}
 	return 0
 }
+
+// Significant reports whether next differs from cur in something a reader
+// acts on at once: the generation observed, a revision, the collision count,
+// or a condition's status, reason or generation. Counts and messages alone
+// are not: a rollout changes them on nearly every pass, and writing each
+// change costs the API server a write and every watcher an event.
+func Significant(cur, next nasv1alpha1.NodeAgentSetStatus) bool {
+	if cur.ObservedGeneration != next.ObservedGeneration ||
+		cur.CurrentRevision != next.CurrentRevision || cur.UpdateRevision != next.UpdateRevision ||
+		ptrValue(cur.CollisionCount) != ptrValue(next.CollisionCount) ||
+		len(cur.Conditions) != len(next.Conditions) {
+		return true
+	}
+	for _, n := range next.Conditions {
+		c := meta.FindStatusCondition(cur.Conditions, n.Type)
+		if c == nil || c.Status != n.Status || c.Reason != n.Reason || c.ObservedGeneration != n.ObservedGeneration {
+			return true
+		}
+	}
+	return false
+}
+
+func ptrValue(p *int32) int32 {
+	if p == nil {
+		return -1
+	}
+	return *p
+}

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/eligibility"
@@ -131,3 +132,38 @@ func TestProgressDeadline(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+func TestSignificantChangesAreTheOnesReadersActOn(t *testing.T) {
+	base := nasv1alpha1.NodeAgentSetStatus{
+		ObservedGeneration: 2, NumberReady: 3, UpdateRevision: "r2", CurrentRevision: "r1",
+		Conditions: []metav1.Condition{
+			{Type: nasv1alpha1.ConditionAvailable, Status: metav1.ConditionFalse, Reason: "Unavailable", Message: "3 of 10", ObservedGeneration: 2},
+		},
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(*nasv1alpha1.NodeAgentSetStatus)
+		want   bool
+	}{
+		{"nothing", func(*nasv1alpha1.NodeAgentSetStatus) {}, false},
+		{"a count", func(s *nasv1alpha1.NodeAgentSetStatus) { s.NumberReady = 4 }, false},
+		{"a condition message", func(s *nasv1alpha1.NodeAgentSetStatus) { s.Conditions[0].Message = "4 of 10" }, false},
+		{"a condition time", func(s *nasv1alpha1.NodeAgentSetStatus) { s.Conditions[0].LastTransitionTime = metav1.Now() }, false},
+		{"the generation", func(s *nasv1alpha1.NodeAgentSetStatus) { s.ObservedGeneration = 3 }, true},
+		{"the current revision", func(s *nasv1alpha1.NodeAgentSetStatus) { s.CurrentRevision = "r2" }, true},
+		{"the collision count", func(s *nasv1alpha1.NodeAgentSetStatus) { s.CollisionCount = ptr.To[int32](1) }, true},
+		{"a condition status", func(s *nasv1alpha1.NodeAgentSetStatus) { s.Conditions[0].Status = metav1.ConditionTrue }, true},
+		{"a condition reason", func(s *nasv1alpha1.NodeAgentSetStatus) { s.Conditions[0].Reason = "Other" }, true},
+		{"a new condition", func(s *nasv1alpha1.NodeAgentSetStatus) {
+			s.Conditions = append(s.Conditions, metav1.Condition{Type: nasv1alpha1.ConditionStalled, Status: metav1.ConditionFalse})
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			next := *base.DeepCopy()
+			tc.change(&next)
+			if got := Significant(base, next); got != tc.want {
+				t.Errorf("Significant = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -58,7 +58,20 @@ leaderElection:
 }
 
 func (c *Cluster) startControllerManager() error {
-	_, kubeconfig, err := c.AddUser(UserControllerManager, "system:masters")
+	controllers := c.opts.Controllers
+	if len(controllers) == 0 {
+		controllers = DefaultControllers
+	}
+	return c.StartControllerManager("kube-controller-manager", UserControllerManager, controllers, c.opts.ControllerManagerArgs...)
+}
+
+// StartControllerManager runs one more kube-controller-manager as component
+// name, with its own client certificate for user (so the audit log tells its
+// writes apart) and only the given controllers. The benchmark runs the
+// DaemonSet controller this way, alone in its process, so that process's CPU
+// and memory are the controller's own.
+func (c *Cluster) StartControllerManager(name, user string, controllers []string, args ...string) error {
+	_, kubeconfig, err := c.AddUser(user, "system:masters")
 	if err != nil {
 		return err
 	}
@@ -66,20 +79,15 @@ func (c *Cluster) startControllerManager() error {
 	if err != nil {
 		return err
 	}
-	controllers := c.opts.Controllers
-	if len(controllers) == 0 {
-		controllers = DefaultControllers
-	}
-	args := []string{
+	flags := []string{
 		"--kubeconfig=" + kubeconfig,
 		"--controllers=" + strings.Join(controllers, ","),
 		"--leader-elect=false",
 		"--bind-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(port),
-		"--cert-dir=" + filepath.Join(c.Dir, "pki", "kube-controller-manager"),
+		"--cert-dir=" + filepath.Join(c.Dir, "pki", safeName(name)),
 	}
-	return c.StartProcess("kube-controller-manager", filepath.Join(c.bin, "kube-controller-manager"),
-		append(args, c.opts.ControllerManagerArgs...)...)
+	return c.StartProcess(name, filepath.Join(c.bin, "kube-controller-manager"), append(flags, args...)...)
 }
 
 func (c *Cluster) startKwok() error {

@@ -61,8 +61,8 @@ func TestConvergesOnFakeNodes(t *testing.T) {
 	}
 	converged := time.Since(start)
 	pid, _ := c.Pid("manager")
-	rss, _ := peakRSS(pid)
-	t.Logf("%d nodes (%d eligible): converged in %v; manager peak RSS %.1f MiB", n, len(eligible), converged.Round(time.Millisecond), float64(rss)/(1<<20))
+	usage, _ := cluster.ProcessUsage(pid)
+	t.Logf("%d nodes (%d eligible): converged in %v; manager peak RSS %.1f MiB", n, len(eligible), converged.Round(time.Millisecond), float64(usage.PeakRSS)/(1<<20))
 
 	kubectlWait := exec.CommandContext(ctx, c.BinPath("kubectl"), "wait", "--for=condition=Available", "nas/agent", "-n", "agents", "--timeout=60s")
 	kubectlWait.Env = append(os.Environ(), "KUBECONFIG="+c.Kubeconfig)
