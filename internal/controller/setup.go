@@ -89,7 +89,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, max
 		Watches(&corev1.Node{}, r.nodeHandler(), builder.WithPredicates(eligibilityChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
 		Named("nodeagentset").
-		Complete(r)
+		Complete(newPaced(r, PassInterval, PassBurst, r.now))
 }
 
 // podToSet maps a pod to its controlling set, or an orphan to the set its
@@ -199,6 +199,7 @@ func NewReconciler(mgr ctrl.Manager) *Reconciler {
 	return &Reconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
+		Cache:     mgr.GetCache(),
 		Executor: &execute.Executor{
 			Client:       mgr.GetClient(),
 			Recorder:     mgr.GetEventRecorder("nodeagentset-controller"),

@@ -57,6 +57,17 @@ func no(reason string) Result { return Result{Reason: reason} }
 // nodeSelectorMismatch names the first nodeSelector entry (in key order)
 // the node's labels do not satisfy.
 func nodeSelectorMismatch(node *corev1.Node, selector map[string]string) string {
+	// Most nodes match: find that out without sorting anything.
+	matches := true
+	for k, v := range selector {
+		if got, ok := node.Labels[k]; !ok || got != v {
+			matches = false
+			break
+		}
+	}
+	if matches {
+		return ""
+	}
 	keys := make([]string, 0, len(selector))
 	for k := range selector {
 		keys = append(keys, k)

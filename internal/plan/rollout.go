@@ -150,7 +150,7 @@ func resolveBudgets(ru *nasv1alpha1.RollingUpdate, nodes []NodeState) Budgets {
 // scoper returns the function that says why a node is out of the
 // rollout's scope, or "" when it is in.
 func scoper(s Snapshot, ru *nasv1alpha1.RollingUpdate, nodes []NodeState, partition int) func(*NodeState) string {
-	var desired []string
+	desired := make([]string, 0, len(nodes))
 	for _, st := range nodes {
 		if st.Eligibility.ShouldRun {
 			desired = append(desired, st.Name)
@@ -162,15 +162,16 @@ func scoper(s Snapshot, ru *nasv1alpha1.RollingUpdate, nodes []NodeState, partit
 		held[n] = true
 	}
 	var selector labels.Selector
+	var nodeLabels map[string]labels.Set
 	if ru.NodeSelector != nil {
 		var err error
 		if selector, err = metav1.LabelSelectorAsSelector(ru.NodeSelector); err != nil {
 			selector = labels.Nothing()
 		}
-	}
-	nodeLabels := map[string]labels.Set{}
-	for _, n := range s.Nodes {
-		nodeLabels[n.Name] = n.Labels
+		nodeLabels = make(map[string]labels.Set, len(s.Nodes))
+		for _, n := range s.Nodes {
+			nodeLabels[n.Name] = n.Labels
+		}
 	}
 	return func(st *NodeState) string {
 		switch {

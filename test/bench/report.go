@@ -23,8 +23,8 @@ type Figure struct {
 var Figures = []Figure{
 	{"create → all Ready (s)", true, func(s Sample) (float64, bool) { return s.Create.Seconds(), s.Create > 0 }},
 	{"rolling update, maxUnavailable 10% (s)", true, func(s Sample) (float64, bool) { return s.Update.Seconds(), s.Update > 0 }},
-	{"node join → agent Ready, p50 (s)", true, func(s Sample) (float64, bool) { return percentile(s.Joins, 50).Seconds(), len(s.Joins) > 0 }},
-	{"node join → agent Ready, p99 (s)", true, func(s Sample) (float64, bool) { return percentile(s.Joins, 99).Seconds(), len(s.Joins) > 0 }},
+	{"node join → agent Ready, p50 (ms)", true, func(s Sample) (float64, bool) { return ms(percentile(s.Joins, 50)), len(s.Joins) > 0 }},
+	{"node join → agent Ready, p99 (ms)", true, func(s Sample) (float64, bool) { return ms(percentile(s.Joins, 99)), len(s.Joins) > 0 }},
 	{"API writes per pod, create", false, func(s Sample) (float64, bool) { return perPod(s.WritesCreate, s.Nodes), s.WritesCreate != nil }},
 	{"API writes per pod, update", false, func(s Sample) (float64, bool) { return perPod(s.WritesUpdate, s.Nodes), s.WritesUpdate != nil }},
 	{"CPU s, create", false, func(s Sample) (float64, bool) { return s.CPUCreate.Seconds(), s.PeakRSS > 0 }},
@@ -50,6 +50,8 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	i := int(math.Ceil(p/100*float64(len(s)))) - 1
 	return s[max(i, 0)]
 }
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func perPod(writes map[string]int, pods int) float64 {
 	total := 0
@@ -142,8 +144,8 @@ func (s Sample) summary() string {
 		line = "busy cluster, " + line
 	}
 	if s.Who != Floor {
-		line += fmt.Sprintf(", update %.2fs, join p50 %.2fs p99 %.2fs, writes/pod %.2f/%.2f, CPU %.2fs/%.2fs, peak RSS %.1f MiB",
-			s.Update.Seconds(), percentile(s.Joins, 50).Seconds(), percentile(s.Joins, 99).Seconds(),
+		line += fmt.Sprintf(", update %.2fs, join p50 %.1fms p99 %.1fms, writes/pod %.2f/%.2f, CPU %.2fs/%.2fs, peak RSS %.1f MiB",
+			s.Update.Seconds(), ms(percentile(s.Joins, 50)), ms(percentile(s.Joins, 99)),
 			perPod(s.WritesCreate, s.Nodes), perPod(s.WritesUpdate, s.Nodes),
 			s.CPUCreate.Seconds(), s.CPUUpdate.Seconds(), float64(s.PeakRSS)/(1<<20))
 	} else {

@@ -1,0 +1,82 @@
+package controller
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+)
+
+// PassInterval is the average least time between the starts of two passes
+// of one set, and PassBurst how many may start back to back. A pass reads
+// every node and pod of the set, so during a rollout of a thousand nodes,
+// one pass per pod event would keep a CPU busy (and take it from the API
+// server) to learn little more each time.
+const (
+	PassInterval = 25 * time.Millisecond
+	PassBurst    = 4
+)
+
+// paced runs the passes of each set through a token bucket: PassBurst
+// passes at once, then one per interval. An event after a quiet spell (a
+// node joining) is handled at once; a burst of events (pods becoming Ready
+// in a rollout) is handled by passes an interval apart, each seeing
+// everything that changed since the one before.
+type paced struct {
+	reconcile.Reconciler
+	interval time.Duration
+	burst    float64
+	now      func() time.Time
+
+	mu      sync.Mutex
+	buckets map[types.NamespacedName]bucket
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+func newPaced(r reconcile.Reconciler, interval time.Duration, burst int, now func() time.Time) *paced {
+	return &paced{Reconciler: r, interval: interval, burst: float64(burst), now: now, buckets: map[types.NamespacedName]bucket{}}
+}
+
+func (p *paced) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	if wait := p.wait(req.NamespacedName); wait > 0 {
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
+	return p.Reconciler.Reconcile(ctx, req)
+}
+
+// wait is how long a pass of key must wait; zero means run now (and the
+// pass takes its token).
+func (p *paced) wait(key types.NamespacedName) time.Duration {
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b, ok := p.buckets[key]
+	if !ok {
+		b = bucket{tokens: p.burst, at: now}
+	}
+	b.tokens = min(p.burst, b.tokens+float64(now.Sub(b.at))/float64(p.interval))
+	b.at = now
+	if b.tokens < 1 {
+		p.buckets[key] = b
+		return time.Duration((1 - b.tokens) * float64(p.interval))
+	}
+	b.tokens--
+	p.buckets[key] = b
+	// Deleted sets leave buckets; drop the full ones, which are as good
+	// as none.
+	if len(p.buckets) > 256 {
+		for k, old := range p.buckets {
+			if old.tokens+float64(now.Sub(old.at))/float64(p.interval) >= p.burst {
+				delete(p.buckets, k)
+			}
+		}
+	}
+	return 0
+}
