@@ -51,7 +51,7 @@ func (res *Results) Chart(w io.Writer) error {
 			for _, f := range []Figure{figCreate, figUpdate} {
 				g := group{label: fmt.Sprintf("%d %s", n, map[bool]string{true: "create", false: "update"}[f.Name == figCreate.Name])}
 				for _, who := range []Contender{DaemonSet, NodeAgentSet, Floor} {
-					if st := stat(pick(res.Samples, n, m.Name, who, false), f); st.N > 0 {
+					if st := stat(pick(res.Samples, n, m.Name, who), f); st.N > 0 {
 						g.bars = append(g.bars, bar{who, st.Median})
 					}
 				}

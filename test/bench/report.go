@@ -115,11 +115,11 @@ func ratio(a, b Stat) string {
 	return fmt.Sprintf("%.2f", b.Median/a.Median)
 }
 
-// pick filters samples.
-func pick(samples []Sample, nodes int, mode string, who Contender, busy bool) []Sample {
+// pick filters the samples of the regular (not busy) rounds.
+func pick(samples []Sample, nodes int, mode string, who Contender) []Sample {
 	var out []Sample
 	for _, s := range samples {
-		if s.Nodes == nodes && s.Mode == mode && s.Who == who && s.Busy == busy {
+		if s.Nodes == nodes && s.Mode == mode && s.Who == who && !s.Busy {
 			out = append(out, s)
 		}
 	}
@@ -167,13 +167,13 @@ func (res *Results) Markdown() string {
 		", floor (F) in the equal mode", cfg.Joins, cfg.JoinInterval)
 	for _, n := range sizes(res.Samples) {
 		for _, m := range cfg.Modes() {
-			a, bb := pick(res.Samples, n, m.Name, DaemonSet, false), pick(res.Samples, n, m.Name, NodeAgentSet, false)
+			a, bb := pick(res.Samples, n, m.Name, DaemonSet), pick(res.Samples, n, m.Name, NodeAgentSet)
 			if len(a)+len(bb) == 0 {
 				continue
 			}
 			fmt.Fprintf(&b, "## %d nodes, %s\n\n", n, m.Title)
 			writeTable(&b, a, bb)
-			if f := pick(res.Samples, n, m.Name, Floor, false); len(f) > 0 {
+			if f := pick(res.Samples, n, m.Name, Floor); len(f) > 0 {
 				fs, bs := stat(f, figCreate), stat(bb, figCreate)
 				fmt.Fprintf(&b, "\nFloor (a bare client creating %d node-pinned pods on 32 workers, no client limit): "+
 					"create → all Ready %s s; NodeAgentSet / floor = %s.\n", n, fs, ratio(fs, bs))
@@ -227,7 +227,7 @@ func (res *Results) writeScaling(b *strings.Builder) {
 	}
 	b.WriteString("## Scaling, equal client limits (medians)\n\n| nodes | create A | create B | update A | update B | CPU update A | CPU update B | peak RSS A | peak RSS B |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, n := range ns {
-		a, bb := pick(res.Samples, n, "equal", DaemonSet, false), pick(res.Samples, n, "equal", NodeAgentSet, false)
+		a, bb := pick(res.Samples, n, "equal", DaemonSet), pick(res.Samples, n, "equal", NodeAgentSet)
 		fmt.Fprintf(b, "| %d |", n)
 		for _, f := range []Figure{figCreate, figUpdate, figCPUUpdate, figRSS} {
 			fmt.Fprintf(b, " %s | %s |", num(stat(a, f).Median), num(stat(bb, f).Median))
@@ -247,7 +247,7 @@ func (res *Results) writeScaling(b *strings.Builder) {
 func (res *Results) exponent(who Contender, f Figure) (float64, bool) {
 	var xs, ys []float64
 	for _, n := range sizes(res.Samples) {
-		st := stat(pick(res.Samples, n, "equal", who, false), f)
+		st := stat(pick(res.Samples, n, "equal", who), f)
 		if st.N == 0 || st.Median <= 0 {
 			continue
 		}

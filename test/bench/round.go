@@ -86,10 +86,10 @@ type Sample struct {
 
 // runner runs rounds on one cluster.
 type runner struct {
-	cfg    Config
-	c      *cluster.Cluster
-	k      client.Client // admin, for NodeAgentSets
-	floor  kubernetes.Interface
+	cfg               Config
+	c                 *cluster.Cluster
+	k                 client.Client // admin, for NodeAgentSets
+	floor             kubernetes.Interface
 	kubeconfigManager string
 	// auditOffset is how far the audit log has been read.
 	auditOffset int64

@@ -34,7 +34,7 @@ func (res *Results) Targets() []Target {
 func (res *Results) sizeTargets(n int) []Target {
 	var ts []Target
 	for _, m := range res.Config.Modes() {
-		a, b := pick(res.Samples, n, m.Name, DaemonSet, false), pick(res.Samples, n, m.Name, NodeAgentSet, false)
+		a, b := pick(res.Samples, n, m.Name, DaemonSet), pick(res.Samples, n, m.Name, NodeAgentSet)
 		if len(a) == 0 || len(b) == 0 {
 			continue
 		}
@@ -57,7 +57,7 @@ func (res *Results) sizeTargets(n int) []Target {
 				ts = append(ts, Target{fmt.Sprintf("%d nodes, %s: %s ≤ the DaemonSet controller's", n, m.Name, f.Name), detail, sb.Median <= sa.Median})
 			}
 		}
-		if floor := pick(res.Samples, n, m.Name, Floor, false); len(floor) > 0 {
+		if floor := pick(res.Samples, n, m.Name, Floor); len(floor) > 0 {
 			sf, sb := stat(floor, figCreate), stat(b, figCreate)
 			ts = append(ts, Target{fmt.Sprintf("%d nodes, equal limits: create within 1.25× of the floor", n),
 				fmt.Sprintf("floor %s, B %s, B/floor %.2f", num(sf.Median), num(sb.Median), sb.Median/sf.Median),
@@ -71,7 +71,7 @@ func (res *Results) busyTarget() []Target {
 	for _, s := range res.Samples {
 		if s.Busy && s.Who == NodeAgentSet {
 			return []Target{{
-				Name: fmt.Sprintf("manager peak RSS ≤ 100 MiB with %d nodes and %d unrelated pods", s.Nodes, res.Config.UnrelatedPods),
+				Name:   fmt.Sprintf("manager peak RSS ≤ 100 MiB with %d nodes and %d unrelated pods", s.Nodes, res.Config.UnrelatedPods),
 				Detail: fmt.Sprintf("%.1f MiB", float64(s.PeakRSS)/(1<<20)),
 				Met:    s.PeakRSS <= rssLimit,
 			}}

@@ -126,7 +126,9 @@ func (e *rolloutEnv) updateHash(t *testing.T, set *nasv1alpha1.NodeAgentSet) str
 }
 
 // waitFor re-checks cond whenever the checker sees a pod event (and every
-// second, for status-only changes) until it holds.
+// 100ms, for status-only changes: a 100-node rollout takes about a second,
+// and a test that looks for a state during it must not sleep through it)
+// until it holds.
 func (e *rolloutEnv) waitFor(t *testing.T, ch *checker, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.After(3 * time.Minute)
@@ -141,7 +143,7 @@ func (e *rolloutEnv) waitFor(t *testing.T, ch *checker, what string, cond func()
 		}
 		select {
 		case <-changed:
-		case <-time.After(time.Second):
+		case <-time.After(100 * time.Millisecond):
 		case <-deadline:
 			t.Fatalf("timed out waiting for %s; last seen: %s", what, seen)
 		}

@@ -52,17 +52,23 @@ func main() {
 	if _, err := os.Stat(cfg.ManagerBinary); err != nil {
 		log.Fatalf("-manager: %v (run make build)", err)
 	}
+	if err := run(cfg, *out); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// run benchmarks and writes what was measured, even when a later round
+// failed.
+func run(cfg bench.Config, out string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := bench.Run(ctx, cfg)
 	if len(res.Samples) > 0 {
-		if werr := res.WriteFiles(*out); werr != nil {
+		if werr := res.WriteFiles(out); werr != nil {
 			log.Print(werr)
 		}
 		fmt.Println(res.Markdown())
-		log.Printf("results in %s", *out)
+		log.Printf("results in %s", out)
 	}
-	if err != nil {
-		log.Fatal(err)
-	}
+	return err
 }
