@@ -16,7 +16,7 @@ import (
 // one pass per pod event would keep a CPU busy (and take it from the API
 // server) to learn little more each time.
 const (
-	PassInterval = 25 * time.Millisecond
+	PassInterval = 10 * time.Millisecond
 	PassBurst    = 4
 )
 

@@ -115,7 +115,10 @@ func (x *Executor) creates(ctx context.Context, set *nasv1alpha1.NodeAgentSet, c
 func (x *Executor) deletes(ctx context.Context, set *nasv1alpha1.NodeAgentSet, deletes []plan.Delete) (int, error) {
 	log := logr.FromContextOrDiscard(ctx)
 	var deleted []string
-	err := slowStart(len(deletes), func(i int) error {
+	// All at once, as the DaemonSet controller deletes: slow start guards
+	// against a template the server refuses, which deletes cannot meet, and
+	// in a rolling update each wave would wait for log2(wave) round trips.
+	err := inBatches(len(deletes), len(deletes), func(i int) error {
 		d := deletes[i]
 		opts := []client.DeleteOption{client.Preconditions{UID: &d.Pod.UID}}
 		if d.Now {
@@ -189,9 +192,15 @@ func eventTarget(set *nasv1alpha1.NodeAgentSet) *nasv1alpha1.NodeAgentSet {
 // parallel, stopping after the first batch with an error. done is called,
 // one at a time, for every success.
 func slowStart(n int, do func(int) error, done func(int)) error {
+	return inBatches(n, 1, do, done)
+}
+
+// inBatches runs do(0..n-1) in batches of first, 2×first, 4×first, ...
+// each batch in parallel, stopping after the first batch with an error.
+func inBatches(n, first int, do func(int) error, done func(int)) error {
 	var mu sync.Mutex
 	var errs []error
-	for start, size := 0, 1; start < n; start, size = start+size, size*2 {
+	for start, size := 0, max(first, 1); start < n; start, size = start+size, size*2 {
 		end := min(start+size, n)
 		var wg sync.WaitGroup
 		for i := start; i < end; i++ {

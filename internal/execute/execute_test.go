@@ -30,3 +30,18 @@ func TestSlowStartRunsEverythingWithoutErrors(t *testing.T) {
 		t.Errorf("calls = %d, err = %v", calls.Load(), err)
 	}
 }
+
+// Deletes go out as one batch: a failing one does not hold back the rest.
+func TestOneBatchTriesEverything(t *testing.T) {
+	var calls atomic.Int32
+	err := inBatches(10, 10, func(i int) error {
+		calls.Add(1)
+		if i == 0 {
+			return errors.New("refused")
+		}
+		return nil
+	}, func(int) {})
+	if err == nil || calls.Load() != 10 {
+		t.Errorf("calls %d, err %v; want all 10 tried and the refusal returned", calls.Load(), err)
+	}
+}
