@@ -1,14 +1,11 @@
 package bench
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -122,41 +119,24 @@ func (r *runner) round(ctx context.Context, who Contender, m Mode, nodes []strin
 	if _, r.auditOffset, err = r.c.WritesFrom(r.auditOffset); err != nil {
 		return s, err
 	}
-	phases := make([]time.Time, 0, 3) // starts of create, update and joins
 	use := usage{pid: pid}
-
-	phases = append(phases, time.Now())
 	if err := use.mark(); err != nil {
 		return s, err
 	}
-	if err := r.create(ctx, who, nodes); err != nil {
-		return s, err
-	}
-	end, err := tr.waitFor(ctx, r.cfg.PhaseTimeout, "every node to run a Ready agent", func() bool {
-		return tr.count(agentImage(1)).ready >= len(nodes)
-	})
+	var phases []time.Time // starts of create, update and joins
+	begin, took, err := r.phase(ctx, tr, &use, "every node to run a Ready agent",
+		func() error { return r.create(ctx, who, nodes) },
+		func() bool { return tr.count(agentImage(1)).ready >= len(nodes) })
+	phases, s.Create = append(phases, begin), took
 	if err != nil {
 		return s, err
 	}
-	s.Create = end.Sub(phases[0])
-	if err := r.settle(ctx, &use); err != nil {
-		return s, err
-	}
-
 	if who != Floor {
-		phases = append(phases, time.Now())
-		if err := r.update(ctx, who); err != nil {
-			return s, err
-		}
-		end, err = tr.waitFor(ctx, r.cfg.PhaseTimeout, "every node to run a Ready agent of the new template", func() bool {
-			a := tr.count(agentImage(2))
-			return a.ready >= len(nodes) && a.others == 0
-		})
+		begin, took, err = r.phase(ctx, tr, &use, "every node to run a Ready agent of the new template",
+			func() error { return r.update(ctx, who) },
+			func() bool { a := tr.count(agentImage(2)); return a.ready >= len(nodes) && a.others == 0 })
+		phases, s.Update = append(phases, begin), took
 		if err != nil {
-			return s, err
-		}
-		s.Update = end.Sub(phases[1])
-		if err := r.settle(ctx, &use); err != nil {
 			return s, err
 		}
 		phases = append(phases, time.Now())
@@ -170,11 +150,29 @@ func (r *runner) round(ctx context.Context, who Contender, m Mode, nodes []strin
 		s.CPUCreate, s.CPUUpdate, s.PeakRSS = use.spent[0], use.spent[1], u.PeakRSS
 	}
 	writes, err := r.writesByPhase(who.user(), phases)
+	if err != nil {
+		return s, err
+	}
 	s.WritesCreate = writes[0]
 	if len(writes) > 1 {
 		s.WritesUpdate = writes[1]
 	}
-	return s, err
+	return s, nil
+}
+
+// phase runs one timed phase: start changes the workload, done says when
+// the wanted state is reached. It returns when the phase began and the time
+// to the event that met done, then lets the contender settle.
+func (r *runner) phase(ctx context.Context, tr *tracker, use *usage, what string, start func() error, done func() bool) (time.Time, time.Duration, error) {
+	begin := time.Now()
+	if err := start(); err != nil {
+		return begin, 0, err
+	}
+	end, err := tr.waitFor(ctx, r.cfg.PhaseTimeout, what, done)
+	if err != nil {
+		return begin, 0, err
+	}
+	return begin, end.Sub(begin), r.settle(ctx, use)
 }
 
 // settle waits for the contender to go idle, so a phase's trailing status
@@ -332,94 +330,4 @@ func (r *runner) cleanup(ctx context.Context, who Contender, tr *tracker) error 
 		nasErr := r.k.Get(ctx, client.ObjectKey{Namespace: namespace, Name: setName}, &nasv1alpha1.NodeAgentSet{})
 		return apierrors.IsNotFound(dsErr) && apierrors.IsNotFound(nasErr), nil
 	})
-}
-
-// createAll runs create(0..n-1) on 32 workers and returns the first error.
-func createAll(ctx context.Context, n int, create func(i int) error) error {
-	work := make(chan int)
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	for range min(32, n) {
-		wg.Go(func() {
-			for i := range work {
-				if err := create(i); err != nil {
-					mu.Lock()
-					firstErr = cmp.Or(firstErr, err)
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	for i := range n {
-		select {
-		case work <- i:
-		case <-ctx.Done():
-		}
-	}
-	close(work)
-	wg.Wait()
-	return cmp.Or(firstErr, ctx.Err())
-}
-
-// usage accounts a process's CPU per phase.
-type usage struct {
-	pid     int
-	started bool
-	last    time.Duration
-	spent   []time.Duration
-}
-
-// mark closes the current phase, if one is open, and opens the next.
-func (u *usage) mark() error {
-	if u.pid == 0 {
-		return nil
-	}
-	now, err := cluster.ProcessUsage(u.pid)
-	if err != nil {
-		return err
-	}
-	if u.started {
-		u.spent = append(u.spent, now.CPU-u.last)
-	}
-	u.started, u.last = true, now.CPU
-	return nil
-}
-
-// waitIdle returns once pid has used under 4% of a CPU over half a second:
-// its caches are synced and its work is done.
-func waitIdle(ctx context.Context, pid int) error {
-	const window, quiet = 500 * time.Millisecond, 20 * time.Millisecond
-	deadline := time.Now().Add(2 * time.Minute)
-	prev, err := cluster.ProcessUsage(pid)
-	if err != nil {
-		return err
-	}
-	for time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(window):
-		}
-		cur, err := cluster.ProcessUsage(pid)
-		if err != nil {
-			return err
-		}
-		if cur.CPU-prev.CPU <= quiet {
-			return nil
-		}
-		prev = cur
-	}
-	return fmt.Errorf("process %d still busy after 2 minutes", pid)
-}
-
-// ensureNamespace creates a namespace unless it exists.
-func ensureNamespace(ctx context.Context, k kubernetes.Interface, name string) error {
-	_, err := k.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		return nil
-	}
-	return err
 }
