@@ -16,7 +16,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -44,18 +43,16 @@ type Reconciler struct {
 	Client client.Client
 	// APIReader reads around the cache, for the rare read that must be fresh.
 	APIReader client.Reader
-	// Cache, when set, serves a pass's nodes and pods without copies (the
-	// planner, status and executor only read them; the executor copies a
-	// pod before a call that writes into it). Nil: Client's lists.
-	Cache    cache.Cache
-	Executor *execute.Executor
+	Executor  *execute.Executor
 	// Clock returns now; time.Now when nil.
 	Clock func() time.Time
 
-	rollouts   rollouts
-	storesOnce sync.Once
-	stores     *stores
-	storesErr  error
+	rollouts rollouts
+	// stores, set up by SetupWithManager, serve a pass's nodes and pods
+	// without copies (the planner, status and executor only read them; the
+	// executor copies a pod before a call that writes into it). Nil:
+	// Client's lists.
+	stores *stores
 	// statusWrites holds when each set's status was last written, by
 	// namespaced name.
 	statusWrites sync.Map
@@ -130,14 +127,10 @@ func (r *Reconciler) observe(ctx context.Context, set *nasv1alpha1.NodeAgentSet,
 }
 
 // read lists every node and the set's pods: from the informers' stores when
-// the reconciler has a cache (see stores), else through Client (tests that
+// the reconciler has them (see stores), else through Client (tests that
 // give it a client of their own).
 func (r *Reconciler) read(ctx context.Context, set *nasv1alpha1.NodeAgentSet) ([]*corev1.Node, []*corev1.Pod, error) {
-	if r.Cache != nil {
-		r.storesOnce.Do(func() { r.stores, r.storesErr = newStores(ctx, r.Cache) })
-		if r.storesErr != nil {
-			return nil, nil, r.storesErr
-		}
+	if r.stores != nil {
 		pods, err := r.stores.listPods(set.Namespace, set.Name)
 		if err != nil {
 			return nil, nil, fmt.Errorf("listing Pods: %w", err)

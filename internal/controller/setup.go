@@ -82,6 +82,11 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, max
 	if err != nil {
 		return err
 	}
+	// Before the cache starts this only registers the informers; it does
+	// not wait for them.
+	if r.stores, err = newStores(ctx, mgr.GetCache()); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&nasv1alpha1.NodeAgentSet{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&appsv1.ControllerRevision{}).
@@ -199,7 +204,6 @@ func NewReconciler(mgr ctrl.Manager) *Reconciler {
 	return &Reconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
-		Cache:     mgr.GetCache(),
 		Executor: &execute.Executor{
 			Client:       mgr.GetClient(),
 			Recorder:     mgr.GetEventRecorder("nodeagentset-controller"),

@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/plan"
@@ -258,7 +259,7 @@ func b2i(b bool) int32 {
 func Significant(cur, next nasv1alpha1.NodeAgentSetStatus) bool {
 	if cur.ObservedGeneration != next.ObservedGeneration ||
 		cur.CurrentRevision != next.CurrentRevision || cur.UpdateRevision != next.UpdateRevision ||
-		ptrValue(cur.CollisionCount) != ptrValue(next.CollisionCount) ||
+		!ptr.Equal(cur.CollisionCount, next.CollisionCount) ||
 		len(cur.Conditions) != len(next.Conditions) {
 		return true
 	}
@@ -269,11 +270,4 @@ func Significant(cur, next nasv1alpha1.NodeAgentSetStatus) bool {
 		}
 	}
 	return false
-}
-
-func ptrValue(p *int32) int32 {
-	if p == nil {
-		return -1
-	}
-	return *p
 }
