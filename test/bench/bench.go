@@ -199,7 +199,7 @@ func (r *runner) grow(ctx context.Context, nodes []string, size int) ([]string, 
 // spread over the nodes, and waits until kwok runs them all.
 func (r *runner) addUnrelatedPods(ctx context.Context, nodes []string) error {
 	begin := time.Now()
-	err := createAll(ctx, r.cfg.UnrelatedPods, func(i int) error {
+	err := cluster.ForEach(ctx, r.cfg.UnrelatedPods, 32, func(i int) error {
 		_, err := r.c.Client.CoreV1().Pods(unrelatedNamespace).Create(ctx, unrelatedPod(i, nodes[i%len(nodes)]), metav1.CreateOptions{})
 		return err
 	})

@@ -1,10 +1,8 @@
 package bench
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,36 +12,6 @@ import (
 
 	"github.com/nodeagentset/nodeagentset/test/cluster"
 )
-
-// createAll runs create(0..n-1) on 32 workers and returns the first error.
-func createAll(ctx context.Context, n int, create func(i int) error) error {
-	work := make(chan int)
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	for range min(32, n) {
-		wg.Go(func() {
-			for i := range work {
-				if err := create(i); err != nil {
-					mu.Lock()
-					firstErr = cmp.Or(firstErr, err)
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	for i := range n {
-		select {
-		case work <- i:
-		case <-ctx.Done():
-		}
-	}
-	close(work)
-	wg.Wait()
-	return cmp.Or(firstErr, ctx.Err())
-}
 
 // usage accounts a process's CPU per phase.
 type usage struct {

@@ -161,10 +161,10 @@ func (res *Results) Markdown() string {
 	cfg := res.Config
 	fmt.Fprintf(&b, "# NodeAgentSet vs the DaemonSet controller\n\n")
 	fmt.Fprintf(&b, "Run of %s, %s, on %d CPUs: %d rounds per contender, size and mode, alternating "+
-		"DaemonSet (A), NodeAgentSet (B)%s; %d node joins per round, one every %v. "+
+		"DaemonSet (A), NodeAgentSet (B), floor (F) in the equal mode; %d node joins per round, one every %v. "+
 		"Each cell is the median (min–max) over rounds; B/A is the ratio of medians (below 1: B is lower).\n\n",
 		res.Started.Format("2006-01-02 15:04"), res.Duration.Round(time.Second), res.CPUs, cfg.Rounds,
-		", floor (F) in the equal mode", cfg.Joins, cfg.JoinInterval)
+		cfg.Joins, cfg.JoinInterval)
 	for _, n := range sizes(res.Samples) {
 		for _, m := range cfg.Modes() {
 			a, bb := pick(res.Samples, n, m.Name, DaemonSet), pick(res.Samples, n, m.Name, NodeAgentSet)
@@ -175,8 +175,8 @@ func (res *Results) Markdown() string {
 			writeTable(&b, a, bb)
 			if f := pick(res.Samples, n, m.Name, Floor); len(f) > 0 {
 				fs, bs := stat(f, figCreate), stat(bb, figCreate)
-				fmt.Fprintf(&b, "\nFloor (a bare client creating %d node-pinned pods on 32 workers, no client limit): "+
-					"create → all Ready %s s; NodeAgentSet / floor = %s.\n", n, fs, ratio(fs, bs))
+				fmt.Fprintf(&b, "\nFloor (a bare client creating %d node-pinned pods on %d workers, no client limit): "+
+					"create → all Ready %s s; NodeAgentSet / floor = %s.\n", n, floorWorkers, fs, ratio(fs, bs))
 			}
 			b.WriteString("\n")
 		}

@@ -211,7 +211,7 @@ func (r *runner) create(ctx context.Context, who Contender, nodes []string) erro
 	case NodeAgentSet:
 		return r.k.Create(ctx, nodeAgentSet())
 	}
-	return createAll(ctx, len(nodes), func(i int) error {
+	return cluster.ForEach(ctx, len(nodes), floorWorkers, func(i int) error {
 		_, err := r.floor.CoreV1().Pods(namespace).Create(ctx, pinnedPod(nodes[i]), metav1.CreateOptions{})
 		return err
 	})

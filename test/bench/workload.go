@@ -70,6 +70,9 @@ func nodeAgentSet() *nasv1alpha1.NodeAgentSet {
 	}
 }
 
+// floorWorkers is how many creates the floor client has in flight.
+const floorWorkers = 32
+
 // pinnedPod is what the floor client creates: the agent pod bound to node
 // the way both controllers bind theirs, by a required node affinity on the
 // node's name, so the scheduler's part of the work is the same.

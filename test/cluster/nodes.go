@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -68,27 +69,43 @@ func (s NodeSpec) node() *corev1.Node {
 // AddNodes creates the nodes (16 at a time) and returns once they exist; kwok
 // then marks them Ready. Use WaitNodesReady to wait for that.
 func (c *Cluster) AddNodes(ctx context.Context, specs ...NodeSpec) error {
-	const workers = 16
-	work := make(chan NodeSpec)
-	errs := make(chan error, len(specs))
-	var wg sync.WaitGroup
-	for range min(workers, len(specs)) {
+	return ForEach(ctx, len(specs), 16, func(i int) error {
+		if _, err := c.Client.CoreV1().Nodes().Create(ctx, specs[i].node(), metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("creating Node %q: %w", specs[i].Name, err)
+		}
+		return nil
+	})
+}
+
+// ForEach runs do(0..n-1) on the given number of workers and returns the
+// first error (all of them still run).
+func ForEach(ctx context.Context, n, workers int, do func(i int) error) error {
+	work := make(chan int)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	for range min(workers, n) {
 		wg.Go(func() {
-			for s := range work {
-				_, err := c.Client.CoreV1().Nodes().Create(ctx, s.node(), metav1.CreateOptions{})
-				if err != nil {
-					errs <- fmt.Errorf("creating Node %q: %w", s.Name, err)
+			for i := range work {
+				if err := do(i); err != nil {
+					mu.Lock()
+					firstErr = cmp.Or(firstErr, err)
+					mu.Unlock()
 				}
 			}
 		})
 	}
-	for _, s := range specs {
-		work <- s
+	for i := range n {
+		select {
+		case work <- i:
+		case <-ctx.Done():
+		}
 	}
 	close(work)
 	wg.Wait()
-	close(errs)
-	return <-errs
+	return cmp.Or(firstErr, ctx.Err())
 }
 
 // DeleteNode deletes a node (its pods stay until something deletes them, as
