@@ -32,6 +32,12 @@ var (
 		Help:    "Time from a new revision to the rollout's completion, per set (only rollouts seen whole by one manager process).",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 14), // 1s to about 2h
 	}, setLabels)
+	// passCompute is what passes pace themselves by (see PassSpacing).
+	passCompute = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "nodeagentset_pass_compute_seconds",
+		Help:    "CPU-bound part of a pass (reading the snapshot, planning, computing status; no API calls).",
+		Buckets: prometheus.ExponentialBuckets(10e-6, 2, 14), // 10µs to about 80ms
+	})
 )
 
 func init() {
@@ -39,7 +45,7 @@ func init() {
 		gauges[kind] = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nodeagentset_" + kind + "_nodes", Help: help}, setLabels)
 		metrics.Registry.MustRegister(gauges[kind])
 	}
-	metrics.Registry.MustRegister(rolloutDuration)
+	metrics.Registry.MustRegister(rolloutDuration, passCompute)
 }
 
 // rollouts remembers when each set's current rollout began.

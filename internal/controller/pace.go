@@ -10,14 +10,23 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
-// PassInterval is the average least time between the starts of two passes
+// PassInterval is the least average time between the starts of two passes
 // of one set, and PassBurst how many may start back to back. A pass reads
 // every node and pod of the set, so during a rollout of a thousand nodes,
 // one pass per pod event would keep a CPU busy (and take it from the API
 // server) to learn little more each time.
+//
+// PassSpacing stretches the interval to that many times what the set's
+// last pass cost to compute. Events come at the pace of the rollout, whose
+// length grows with the nodes, and a pass costs in proportion to the nodes
+// too: with a fixed interval a rollout's CPU would grow with the square of
+// the nodes. With the interval in proportion to a pass's cost, the passes
+// of one set take at most 1/PassSpacing of a CPU, and a rollout's CPU grows
+// with the nodes.
 const (
 	PassInterval = 10 * time.Millisecond
 	PassBurst    = 4
+	PassSpacing  = 20
 )
 
 // paced runs the passes of each set through a token bucket: PassBurst
@@ -30,6 +39,10 @@ type paced struct {
 	interval time.Duration
 	burst    float64
 	now      func() time.Time
+	// cost is what the last pass of a set cost to compute (zero when
+	// unknown); the interval stretches to spacing times it.
+	cost    func(types.NamespacedName) time.Duration
+	spacing float64
 
 	mu      sync.Mutex
 	buckets map[types.NamespacedName]bucket
@@ -44,6 +57,21 @@ func newPaced(r reconcile.Reconciler, interval time.Duration, burst int, now fun
 	return &paced{Reconciler: r, interval: interval, burst: float64(burst), now: now, buckets: map[types.NamespacedName]bucket{}}
 }
 
+// stretched paces by cost as well: the interval of a set is the larger of
+// the fixed one and spacing times its last pass's cost.
+func (p *paced) stretched(cost func(types.NamespacedName) time.Duration, spacing float64) *paced {
+	p.cost, p.spacing = cost, spacing
+	return p
+}
+
+// intervalOf is the time one token of key's bucket takes to come back.
+func (p *paced) intervalOf(key types.NamespacedName) time.Duration {
+	if p.cost == nil {
+		return p.interval
+	}
+	return max(p.interval, time.Duration(p.spacing*float64(p.cost(key))))
+}
+
 func (p *paced) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	if wait := p.wait(req.NamespacedName); wait > 0 {
 		return ctrl.Result{RequeueAfter: wait}, nil
@@ -54,6 +82,7 @@ func (p *paced) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, e
 // wait is how long a pass of key must wait; zero means run now (and the
 // pass takes its token).
 func (p *paced) wait(key types.NamespacedName) time.Duration {
+	interval := p.intervalOf(key)
 	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -61,11 +90,11 @@ func (p *paced) wait(key types.NamespacedName) time.Duration {
 	if !ok {
 		b = bucket{tokens: p.burst, at: now}
 	}
-	b.tokens = min(p.burst, b.tokens+float64(now.Sub(b.at))/float64(p.interval))
+	b.tokens = min(p.burst, b.tokens+float64(now.Sub(b.at))/float64(interval))
 	b.at = now
 	if b.tokens < 1 {
 		p.buckets[key] = b
-		return time.Duration((1 - b.tokens) * float64(p.interval))
+		return time.Duration((1 - b.tokens) * float64(interval))
 	}
 	b.tokens--
 	p.buckets[key] = b
@@ -73,7 +102,7 @@ func (p *paced) wait(key types.NamespacedName) time.Duration {
 	// as none.
 	if len(p.buckets) > 256 {
 		for k, old := range p.buckets {
-			if old.tokens+float64(now.Sub(old.at))/float64(p.interval) >= p.burst {
+			if old.tokens+float64(now.Sub(old.at))/float64(p.intervalOf(k)) >= p.burst {
 				delete(p.buckets, k)
 			}
 		}

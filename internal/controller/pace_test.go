@@ -57,3 +57,31 @@ func TestPassesOfASetArePaced(t *testing.T) {
 		}
 	}
 }
+
+func TestCostlyPassesAreSpacedFurther(t *testing.T) {
+	now := time.Unix(1000, 0)
+	inner := countingReconciler{}
+	cost := map[types.NamespacedName]time.Duration{}
+	p := newPaced(inner, 10*time.Millisecond, 1, func() time.Time { return now }).
+		stretched(func(k types.NamespacedName) time.Duration { return cost[k] }, 20)
+	big, small := types.NamespacedName{Name: "big"}, types.NamespacedName{Name: "small"}
+	cost[big], cost[small] = 3*time.Millisecond, 100*time.Microsecond
+
+	for _, key := range []types.NamespacedName{big, small} {
+		if res, _ := p.Reconcile(t.Context(), ctrl.Request{NamespacedName: key}); res.RequeueAfter != 0 {
+			t.Fatalf("%s: first pass waited %v", key.Name, res.RequeueAfter)
+		}
+	}
+	now = now.Add(10 * time.Millisecond)
+	// 20 × 3ms: the set whose passes cost 3ms gets one per 60ms.
+	if res, _ := p.Reconcile(t.Context(), ctrl.Request{NamespacedName: big}); res.RequeueAfter != 50*time.Millisecond {
+		t.Errorf("costly set 10ms after its pass: requeue after %v, want 50ms", res.RequeueAfter)
+	}
+	// 20 × 100µs is below the fixed interval, which holds.
+	if res, _ := p.Reconcile(t.Context(), ctrl.Request{NamespacedName: small}); res.RequeueAfter != 0 {
+		t.Errorf("cheap set 10ms after its pass: requeue after %v, want a pass at once", res.RequeueAfter)
+	}
+	if inner[big] != 1 || inner[small] != 2 {
+		t.Errorf("passes: big %d, small %d; want 1 and 2", inner[big], inner[small])
+	}
+}

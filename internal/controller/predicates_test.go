@@ -2,10 +2,14 @@ package controller
 
 import (
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	"github.com/nodeagentset/nodeagentset/internal/execute"
 )
 
 func TestNodeUpdatesThatCannotChangeEligibilityAreDropped(t *testing.T) {
@@ -58,7 +62,7 @@ func TestPodUpdatesThatCannotChangeAPassAreDropped(t *testing.T) {
 			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: at}}
 		}
 	}
-	p := podChanged()
+	p := podChanged(execute.NewExpectations())
 	for name, tc := range map[string]struct {
 		pod  *corev1.Pod
 		want bool
@@ -85,5 +89,31 @@ func TestPodUpdatesThatCannotChangeAPassAreDropped(t *testing.T) {
 	first, again := change(readyAt(metav1.Unix(10, 0))), change(readyAt(metav1.Unix(20, 0)))
 	if !p.Update(event.UpdateEvent{ObjectOld: first, ObjectNew: again}) {
 		t.Error("a new Ready time was dropped")
+	}
+}
+
+func TestEventsOfOurOwnPodWritesAreDropped(t *testing.T) {
+	own := execute.NewExpectations()
+	p := podChanged(own)
+	controller := []metav1.OwnerReference{{APIVersion: "nodeagentset.io/v1alpha1", Kind: "NodeAgentSet", Name: "s", UID: "set", Controller: ptr.To(true)}}
+	created := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "new", UID: "new", ResourceVersion: "7", OwnerReferences: controller}}
+	own.Created("set", created, time.Now())
+	if p.Create(event.CreateEvent{Object: created.DeepCopy()}) {
+		t.Error("the watch's copy of a pod this process created let a pass through")
+	}
+	someoneElses := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "x", UID: "x", ResourceVersion: "3", OwnerReferences: controller}}
+	if !p.Create(event.CreateEvent{Object: someoneElses}) {
+		t.Error("a pod this process did not create was dropped")
+	}
+
+	old := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "old", UID: "old", OwnerReferences: controller}}
+	terminating := old.DeepCopy()
+	terminating.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+	if !p.Update(event.UpdateEvent{ObjectOld: old, ObjectNew: terminating}) {
+		t.Error("a deletion this process did not make was dropped")
+	}
+	own.Deleted("set", "old", time.Now())
+	if p.Update(event.UpdateEvent{ObjectOld: old, ObjectNew: terminating}) {
+		t.Error("the deletion this process made let a pass through")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -56,6 +57,10 @@ type Reconciler struct {
 	// statusWrites holds when each set's status was last written, by
 	// namespaced name.
 	statusWrites sync.Map
+	// costs holds what each set's last pass took to compute (observe, plan
+	// and status, not the API calls), by namespaced name: passes are paced
+	// by it (see PassSpacing).
+	costs sync.Map
 }
 
 // Reconcile runs one pass for one NodeAgentSet.
@@ -65,6 +70,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if apierrors.IsNotFound(err) {
 			forgetMetrics(req.Namespace, req.Name)
 			r.statusWrites.Delete(req.NamespacedName)
+			r.costs.Delete(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -82,18 +88,24 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	updateHash := revision.HashOf(revs.update)
 
+	started := time.Now()
 	snap, err := r.observe(ctx, set, updateHash)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	snap.Selector = selector
 	p := plan.Compute(snap)
+	cost := time.Since(started)
 	out, execErr := r.Executor.Execute(ctx, set, p, &set.Spec.Template, updateHash)
 
+	started = time.Now()
 	st, wake := status.Compute(status.Input{
 		Set: set, Plan: p, UpdateHash: updateHash, UpdateRevision: revs.update.Name,
 		CollisionCount: revs.collisionCount, Now: snap.Now, PodFailure: execErr,
 	})
+	cost += time.Since(started)
+	r.costs.Store(req.NamespacedName, cost)
+	passCompute.Observe(cost.Seconds())
 	r.rollouts.record(set, st, snap.Now)
 	pruneErr := r.pruneHistory(ctx, set, revs, liveRevisions(snap.Pods, revs.update.Name, st.CurrentRevision))
 	statusDue, statusErr := r.writeStatus(ctx, set, st, snap.Now)
@@ -189,6 +201,15 @@ func (r *Reconciler) writeStatus(ctx context.Context, set *nasv1alpha1.NodeAgent
 	}
 	r.statusWrites.Store(client.ObjectKeyFromObject(set), now)
 	return time.Time{}, nil
+}
+
+// passCost is what the last pass of key took to compute; zero when none
+// ran yet.
+func (r *Reconciler) passCost(key types.NamespacedName) time.Duration {
+	if d, ok := r.costs.Load(key); ok {
+		return d.(time.Duration)
+	}
+	return 0
 }
 
 // requeueAfter is when to look again without an event: at once after a

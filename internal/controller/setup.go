@@ -90,11 +90,11 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, max
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&nasv1alpha1.NodeAgentSet{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&appsv1.ControllerRevision{}).
-		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podToSet), builder.WithPredicates(podChanged())).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podToSet), builder.WithPredicates(podChanged(r.Executor.Expectations))).
 		Watches(&corev1.Node{}, r.nodeHandler(), builder.WithPredicates(eligibilityChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
 		Named("nodeagentset").
-		Complete(newPaced(r, PassInterval, PassBurst, r.now))
+		Complete(newPaced(r, PassInterval, PassBurst, r.now).stretched(r.passCost, PassSpacing))
 }
 
 // podToSet maps a pod to its controlling set, or an orphan to the set its
@@ -177,26 +177,42 @@ func eligibilityChanged() predicate.Predicate {
 	}}
 }
 
-// podChanged lets through pod updates that can change a pass: what the
-// planner and status read (labels, controller, node, phase, readiness and
-// its time, deletion). Binding and the kubelet's other status updates do
-// not; they were half the passes of a rollout.
-func podChanged() predicate.Predicate {
-	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
-		old, okOld := e.ObjectOld.(*corev1.Pod)
-		cur, okNew := e.ObjectNew.(*corev1.Pod)
-		if !okOld || !okNew {
-			return true
-		}
-		oldSince, oldReady := plan.ReadySince(old)
-		curSince, curReady := plan.ReadySince(cur)
-		return !equality.Semantic.DeepEqual(old.Labels, cur.Labels) ||
-			!equality.Semantic.DeepEqual(old.OwnerReferences, cur.OwnerReferences) ||
-			podtemplate.NodeOf(old) != podtemplate.NodeOf(cur) ||
-			(old.DeletionTimestamp == nil) != (cur.DeletionTimestamp == nil) ||
-			old.Status.Phase != cur.Status.Phase ||
-			oldReady != curReady || !oldSince.Equal(curSince)
-	}}
+// podChanged lets through pod events that can change a pass: of updates,
+// what the planner and status read (labels, controller, node, phase,
+// readiness and its time, deletion). Binding and the kubelet's other
+// status updates do not; they were half the passes of a rollout. Events
+// that only show this process's own create or delete, which the pass that
+// wrote it already laid over the cache (see execute.Expectations), do not
+// either: a third of the passes of a join.
+func podChanged(own *execute.Expectations) predicate.Predicate {
+	ours := func(pod *corev1.Pod) bool {
+		ref := metav1.GetControllerOfNoCopy(pod)
+		return ref != nil && own.Shows(ref.UID, pod)
+	}
+	return predicate.Funcs{
+		CreateFunc: func(e event.CreateEvent) bool {
+			pod, ok := e.Object.(*corev1.Pod)
+			return !ok || !ours(pod)
+		},
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			old, okOld := e.ObjectOld.(*corev1.Pod)
+			cur, okNew := e.ObjectNew.(*corev1.Pod)
+			if !okOld || !okNew {
+				return true
+			}
+			if old.DeletionTimestamp == nil && cur.DeletionTimestamp != nil {
+				return !ours(cur)
+			}
+			oldSince, oldReady := plan.ReadySince(old)
+			curSince, curReady := plan.ReadySince(cur)
+			return !equality.Semantic.DeepEqual(old.Labels, cur.Labels) ||
+				!equality.Semantic.DeepEqual(old.OwnerReferences, cur.OwnerReferences) ||
+				podtemplate.NodeOf(old) != podtemplate.NodeOf(cur) ||
+				(old.DeletionTimestamp == nil) != (cur.DeletionTimestamp == nil) ||
+				old.Status.Phase != cur.Status.Phase ||
+				oldReady != curReady || !oldSince.Equal(curSince)
+		},
+	}
 }
 
 // NewReconciler builds the reconciler with its executor on mgr's clients.

@@ -111,6 +111,24 @@ func (e *Expectations) Overlay(set types.UID, cached []*corev1.Pod, now time.Tim
 	return out
 }
 
+// Shows reports whether pod, as a watch event shows it, is only a write of
+// this process that Overlay already lays over the cache: a pod it created,
+// as the API server returned it, or one it deleted, now terminating. A
+// pass for such an event would see what the pass that made the write saw.
+func (e *Expectations) Shows(set types.UID, pod *corev1.Pod) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.sets[set]
+	if p == nil {
+		return false
+	}
+	if c, ok := p.created[pod.UID]; ok {
+		return c.pod.ResourceVersion == pod.ResourceVersion
+	}
+	_, ok := p.deleted[pod.UID]
+	return ok && pod.DeletionTimestamp != nil
+}
+
 // Forget drops everything remembered for a set (it was deleted).
 func (e *Expectations) Forget(set types.UID) {
 	e.mu.Lock()

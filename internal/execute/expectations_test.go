@@ -89,3 +89,32 @@ func TestBackoffDoublesAndResets(t *testing.T) {
 		t.Errorf("after a quiet spell the backoff is %v, want it reset to 1s", got)
 	}
 }
+
+func TestShowsOnlyWritesTheOverlayAlreadyHas(t *testing.T) {
+	e := NewExpectations()
+	now := time.Now()
+	created := pod("new")
+	created.ResourceVersion = "5"
+	e.Created("set", created, now)
+	e.Deleted("set", "old", now)
+
+	if !e.Shows("set", created.DeepCopy()) {
+		t.Error("the created pod as the API server returned it: not recognised as our own write")
+	}
+	later := created.DeepCopy()
+	later.ResourceVersion = "6" // e.g. bound and Ready before the watch delivered it
+	if e.Shows("set", later) {
+		t.Error("a later version of the created pod counted as our write; the pass would miss its change")
+	}
+	gone := pod("old")
+	if e.Shows("set", gone) {
+		t.Error("the deleted pod, not yet terminating, counted as our write")
+	}
+	gone.DeletionTimestamp = &metav1.Time{Time: now}
+	if !e.Shows("set", gone) {
+		t.Error("the pod we deleted, now terminating: not recognised as our own write")
+	}
+	if e.Shows("set", pod("other")) || e.Shows("other-set", created) {
+		t.Error("a pod this process never wrote counted as its write")
+	}
+}
