@@ -21,12 +21,14 @@ import (
 // length grows with the nodes, and a pass costs in proportion to the nodes
 // too: with a fixed interval a rollout's CPU would grow with the square of
 // the nodes. With the interval in proportion to a pass's cost, the passes
-// of one set take at most 1/PassSpacing of a CPU, and a rollout's CPU grows
-// with the nodes.
+// of one set compute at most 1/PassSpacing of the time, however large the
+// cluster. The price is reaction time: a 1000-node pass costs 3 to 6 ms on
+// a busy control plane, and at 20 times that a rollout took about 7% longer
+// than unpaced; at 10 it did not measurably.
 const (
 	PassInterval = 10 * time.Millisecond
 	PassBurst    = 4
-	PassSpacing  = 20
+	PassSpacing  = 10
 )
 
 // paced runs the passes of each set through a token bucket: PassBurst
