@@ -55,15 +55,11 @@ type bucket struct {
 	at     time.Time
 }
 
-func newPaced(r reconcile.Reconciler, interval time.Duration, burst int, now func() time.Time) *paced {
-	return &paced{Reconciler: r, interval: interval, burst: float64(burst), now: now, buckets: map[types.NamespacedName]bucket{}}
-}
-
-// stretched paces by cost as well: the interval of a set is the larger of
-// the fixed one and spacing times its last pass's cost.
-func (p *paced) stretched(cost func(types.NamespacedName) time.Duration, spacing float64) *paced {
-	p.cost, p.spacing = cost, spacing
-	return p
+// newPaced paces r's passes; with cost non-nil, a set's interval is the
+// larger of interval and spacing times its last pass's cost.
+func newPaced(r reconcile.Reconciler, interval time.Duration, burst int, cost func(types.NamespacedName) time.Duration, spacing float64, now func() time.Time) *paced {
+	return &paced{Reconciler: r, interval: interval, burst: float64(burst), cost: cost, spacing: spacing, now: now,
+		buckets: map[types.NamespacedName]bucket{}}
 }
 
 // intervalOf is the time one token of key's bucket takes to come back.

@@ -19,7 +19,7 @@ func (c countingReconciler) Reconcile(_ context.Context, req ctrl.Request) (ctrl
 func TestPassesOfASetArePaced(t *testing.T) {
 	now := time.Unix(1000, 0)
 	inner := countingReconciler{}
-	p := newPaced(inner, 25*time.Millisecond, 2, func() time.Time { return now })
+	p := newPaced(inner, 25*time.Millisecond, 2, nil, 0, func() time.Time { return now })
 	a, b := ctrl.Request{NamespacedName: types.NamespacedName{Name: "a"}}, ctrl.Request{NamespacedName: types.NamespacedName{Name: "b"}}
 	pass := func(req ctrl.Request) time.Duration {
 		t.Helper()
@@ -62,8 +62,8 @@ func TestCostlyPassesAreSpacedFurther(t *testing.T) {
 	now := time.Unix(1000, 0)
 	inner := countingReconciler{}
 	cost := map[types.NamespacedName]time.Duration{}
-	p := newPaced(inner, 10*time.Millisecond, 1, func() time.Time { return now }).
-		stretched(func(k types.NamespacedName) time.Duration { return cost[k] }, 20)
+	p := newPaced(inner, 10*time.Millisecond, 1, func(k types.NamespacedName) time.Duration { return cost[k] }, 20,
+		func() time.Time { return now })
 	big, small := types.NamespacedName{Name: "big"}, types.NamespacedName{Name: "small"}
 	cost[big], cost[small] = 3*time.Millisecond, 100*time.Microsecond
 

@@ -94,7 +94,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, max
 		Watches(&corev1.Node{}, r.nodeHandler(), builder.WithPredicates(eligibilityChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
 		Named("nodeagentset").
-		Complete(newPaced(r, PassInterval, PassBurst, r.now).stretched(r.passCost, PassSpacing))
+		Complete(newPaced(r, PassInterval, PassBurst, r.passCost, PassSpacing, r.now))
 }
 
 // podToSet maps a pod to its controlling set, or an orphan to the set its
