@@ -22,7 +22,7 @@ import (
 // too: with a fixed interval a rollout's CPU would grow with the square of
 // the nodes. With the interval in proportion to a pass's cost, the passes
 // of one set compute at most 1/PassSpacing of the time, however large the
-// cluster. The price is reaction time: a 1000-node pass costs 3 to 6 ms on
+// cluster. The price is reaction time: a 1000-node pass costs 3 to 7 ms on
 // a busy control plane, and at 20 times that a rollout took about 7% longer
 // than unpaced; at 8, no slowdown stood out from the noise.
 const (
