@@ -28,18 +28,31 @@ type Budgets struct {
 // node by node in node-name order. Its invariants, which the rollout
 // simulation test and FuzzRollout check after every pass:
 //
-//  1. Budget: an available old agent is deleted only while the desired
-//     nodes without an available agent number fewer than maxUnavailable.
-//     An old agent that is not available is replaced at once: its node is
-//     already without an agent, so this costs nothing.
-//  2. Surge: a new agent is added next to an available old one only while
-//     fewer than maxSurge nodes run both; the old one goes once the new
-//     one is available.
+//  1. Budget: an old agent that is Ready is deleted only while the desired
+//     nodes without an available agent number fewer than maxUnavailable,
+//     and each such delete is charged to the budget, whether or not the
+//     agent is available yet (inside minReadySeconds, or its Ready time
+//     reset by a kubelet restart): two template changes inside
+//     minReadySeconds never take down more than maxUnavailable Ready
+//     agents (DaemonSet and Kruise do: k/k #123232, kruise #1323). Only an
+//     old agent that is not Ready is replaced at once for free: its node
+//     already has no working agent.
+//  2. Surge: with maxSurge above zero the rollout only surges, as
+//     DaemonSet does: a new agent is added next to a Ready old one only
+//     while fewer than maxSurge nodes run both, and the old one goes once
+//     the new one is available; a Ready old agent is never deleted before
+//     its replacement is available. With maxSurge zero, a new agent that
+//     is not Ready next to an old one (a surge left over from an earlier
+//     maxSurge) is the extra pod and is deleted, as DaemonSet deletes all
+//     but the oldest pod of a node when it does not surge.
 //  3. A node never holds more than two pods, terminating ones included,
 //     and never two live pods of one revision.
-//  4. Scope: nodes among the last `partition` desired nodes by name, nodes
-//     rollingUpdate.nodeSelector does not match, and nodes where a new
-//     agent could not be placed keep their old agent.
+//  4. Scope: of the desired nodes whose agent is of an older revision,
+//     the last `partition` by name keep it (so nodes joining or leaving
+//     never release a held node: a joining node gets the update revision
+//     and is not counted); nodes rollingUpdate.nodeSelector does not
+//     match, and nodes where a new agent could not be placed, keep their
+//     old agent too.
 //  5. Paused, or the OnDelete strategy: no agent is deleted or surged for
 //     an update. Empty nodes still get an agent of the update revision.
 //  6. Progress: with the world standing still, passes end with every
@@ -83,28 +96,20 @@ func rollout(p *Plan, s Snapshot) {
 // step moves one node with an old agent one step toward the update
 // revision, within the budgets.
 func step(p *Plan, st *NodeState, b *Budgets, inScope bool, minReady time.Duration, now time.Time) {
-	oldAvailable := PodAvailable(st.Old, minReady, now)
+	_, oldReady := ReadySince(st.Old)
 	switch {
 	case st.New != nil:
-		// Surging: the old agent goes once the new one is available.
-		if PodAvailable(st.New, minReady, now) && (inScope || st.Held != HeldPaused) {
-			p.Deletes = append(p.Deletes, Delete{Pod: st.Old, Node: st.Name,
-				Reason: fmt.Sprintf("new agent %s is available; removing the old one", st.New.Name)})
-			b.Surging--
-		} else if !PodAvailable(st.New, minReady, now) {
-			st.Waiting = "waiting: surge agent not yet available"
-			if since, ready := ReadySince(st.New); ready {
-				p.requeue(since.Add(minReady).Sub(now))
-			}
-		}
+		settleSurge(p, st, b, inScope, minReady, now)
 	case !inScope:
-	case !oldAvailable:
+	case !oldReady:
 		p.Deletes = append(p.Deletes, Delete{Pod: st.Old, Node: st.Name,
-			Reason: "old agent is not available; replacing it at once"})
-		createOn(p, st, "replacing an unavailable old agent")
-	case b.Surging < b.MaxSurge:
-		if createOn(p, st, "surge: new agent next to the old one") {
+			Reason: "old agent is not Ready; replacing it at once"})
+		createOn(p, st, "replacing an old agent that is not Ready")
+	case b.MaxSurge > 0:
+		if b.Surging < b.MaxSurge && createOn(p, st, "surge: new agent next to the old one") {
 			b.Surging++
+		} else if st.Waiting == "" {
+			st.Waiting = fmt.Sprintf("waiting: maxSurge budget used (%d)", b.MaxSurge)
 		}
 	case b.Unavailable < b.MaxUnavailable:
 		p.Deletes = append(p.Deletes, Delete{Pod: st.Old, Node: st.Name,
@@ -112,10 +117,31 @@ func step(p *Plan, st *NodeState, b *Budgets, inScope bool, minReady time.Durati
 		createOn(p, st, "rolling update")
 		b.Unavailable++
 	default:
-		if b.MaxSurge > 0 {
-			st.Waiting = fmt.Sprintf("waiting: maxSurge budget used (%d)", b.MaxSurge)
-		} else {
-			st.Waiting = fmt.Sprintf("waiting: maxUnavailable budget used (%d)", b.MaxUnavailable)
+		st.Waiting = fmt.Sprintf("waiting: maxUnavailable budget used (%d)", b.MaxUnavailable)
+	}
+}
+
+// settleSurge handles a node running an old and a new agent: the old one
+// goes once the new one is available; without a surge budget (maxSurge
+// lowered to zero while a surge agent could not start, say on a taken
+// host port) a new agent that is not Ready is the extra pod and goes.
+func settleSurge(p *Plan, st *NodeState, b *Budgets, inScope bool, minReady time.Duration, now time.Time) {
+	since, newReady := ReadySince(st.New)
+	switch {
+	case PodAvailable(st.New, minReady, now):
+		if inScope || st.Held != HeldPaused {
+			p.Deletes = append(p.Deletes, Delete{Pod: st.Old, Node: st.Name,
+				Reason: fmt.Sprintf("new agent %s is available; removing the old one", st.New.Name)})
+			b.Surging--
+		}
+	case !newReady && b.MaxSurge == 0:
+		p.Deletes = append(p.Deletes, Delete{Pod: st.New, Node: st.Name,
+			Reason: fmt.Sprintf("new agent %s is not Ready and maxSurge is 0; removing the extra pod", st.New.Name)})
+		b.Surging--
+	default:
+		st.Waiting = "waiting: surge agent not yet available"
+		if newReady {
+			p.requeue(since.Add(minReady).Sub(now))
 		}
 	}
 }
@@ -150,15 +176,18 @@ func resolveBudgets(ru *nasv1alpha1.RollingUpdate, nodes []NodeState) Budgets {
 // scoper returns the function that says why a node is out of the
 // rollout's scope, or "" when it is in.
 func scoper(s Snapshot, ru *nasv1alpha1.RollingUpdate, nodes []NodeState, partition int) func(*NodeState) string {
-	desired := make([]string, 0, len(nodes))
+	// Partition counts nodes still running an older revision, not desired
+	// nodes: a node that joins gets the update revision and must not
+	// shift which nodes are held.
+	outdated := make([]string, 0, len(nodes))
 	for _, st := range nodes {
-		if st.Eligibility.ShouldRun {
-			desired = append(desired, st.Name)
+		if st.Eligibility.ShouldRun && st.Old != nil && st.New == nil {
+			outdated = append(outdated, st.Name)
 		}
 	}
-	slices.Sort(desired)
+	slices.Sort(outdated)
 	held := map[string]bool{}
-	for _, n := range desired[max(0, len(desired)-partition):] {
+	for _, n := range outdated[max(0, len(outdated)-partition):] {
 		held[n] = true
 	}
 	var selector labels.Selector

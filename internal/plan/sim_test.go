@@ -199,6 +199,10 @@ func (s *sim) chaos(allowTemplateChange bool) {
 		sp := live[s.rng.IntN(len(live))]
 		sp.pod.DeletionTimestamp = ptr.To(metav1.NewTime(s.now))
 		sp.goneAt = s.now
+	case r < 22 && len(live) > 0: // a kubelet restart resets a pod's Ready time
+		if sp := live[s.rng.IntN(len(live))]; !sp.readyAt.IsZero() && !s.now.Before(sp.readyAt) {
+			sp.readyAt = s.now
+		}
 	case r < 24 && allowTemplateChange:
 		s.newTemplate()
 	case r < 28:
@@ -266,17 +270,35 @@ func (s *sim) checkPlan(snap Snapshot, p Plan) error {
 	frozen := ru.Paused || s.set.Spec.UpdateStrategy.Type == nasv1alpha1.OnDeleteStrategy
 	held := s.outOfScope(snap, p.Rollout.Partition)
 	minReady := time.Duration(s.set.Spec.MinReadySeconds) * time.Second
+	before := measure(snap, s.hash)
+	readyDeleted := 0
 	for _, d := range p.Deletes {
 		n := st[d.Node]
 		isUpdate := n.Exists && n.Eligibility.ShouldContinueRunning && d.Pod.DeletionTimestamp == nil &&
 			d.Pod.Status.Phase == corev1.PodRunning && podtemplate.Hash(d.Pod) != s.hash && n.Old != nil && n.Old.UID == d.Pod.UID
 		surgeDone := n.New != nil && PodAvailable(n.New, minReady, s.now)
+		if _, ready := ReadySince(d.Pod); isUpdate && ready && !surgeDone {
+			// Invariant 1: a Ready old agent, available or not, is charged.
+			readyDeleted++
+			if p.Rollout.MaxSurge > 0 {
+				return fmt.Errorf("maxSurge %d, yet Ready old agent %s on %s deleted before its replacement was available: %s",
+					p.Rollout.MaxSurge, d.Pod.Name, d.Node, d.Reason)
+			}
+		}
 		if isUpdate && frozen && !surgeDone {
 			return fmt.Errorf("paused/OnDelete, yet old agent %s on %s deleted: %s", d.Pod.Name, d.Node, d.Reason)
 		}
 		if isUpdate && held[d.Node] && !surgeDone {
 			return fmt.Errorf("node %s is out of the rollout's scope, yet its old agent was deleted: %s", d.Node, d.Reason)
 		}
+	}
+	if readyDeleted > 0 && before.unavailable+readyDeleted > p.Rollout.MaxUnavailable {
+		return fmt.Errorf("%d Ready old agents deleted with %d desired nodes already without an available agent (maxUnavailable %d)",
+			readyDeleted, before.unavailable, p.Rollout.MaxUnavailable)
+	}
+	if kept := s.outdatedAfter(snap, p); kept < min(p.Rollout.Partition, before.outdated) {
+		return fmt.Errorf("partition %d: only %d nodes keep an older agent after the pass (before %d)",
+			p.Rollout.Partition, kept, before.outdated)
 	}
 	for _, c := range p.Creates {
 		if n := st[c.Node]; n.Old != nil && !slices.ContainsFunc(p.Deletes, func(d Delete) bool { return d.Pod.UID == n.Old.UID }) {
@@ -292,28 +314,47 @@ func (s *sim) checkPlan(snap Snapshot, p Plan) error {
 }
 
 // outOfScope recomputes, independently of the planner, the desired nodes
-// partition and the canary selector keep on their revision.
+// partition and the canary selector keep on their revision: partition
+// holds the last nodes by name among those still running only an older
+// agent.
 func (s *sim) outOfScope(snap Snapshot, partition int) map[string]bool {
 	spec := eligibility.AgentSpec(&s.set.Spec.Template.Spec)
-	var desired []string
+	revs := map[string]map[bool]bool{} // node -> has new / has old live agent
+	for _, p := range snap.Pods {
+		if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+			continue
+		}
+		n := podtemplate.NodeOf(p)
+		if revs[n] == nil {
+			revs[n] = map[bool]bool{}
+		}
+		revs[n][podtemplate.Hash(p) == s.hash] = true
+	}
+	var outdated []string
+	out := map[string]bool{}
+	canary := s.set.Spec.UpdateStrategy.RollingUpdate.NodeSelector
 	for _, n := range snap.Nodes {
-		if eligibility.Evaluate(n, spec).ShouldRun {
-			desired = append(desired, n.Name)
+		if !eligibility.Evaluate(n, spec).ShouldRun {
+			continue
+		}
+		if revs[n.Name][false] && !revs[n.Name][true] {
+			outdated = append(outdated, n.Name)
+		}
+		if canary != nil && s.nodes[n.Name].Labels["canary"] != "yes" {
+			out[n.Name] = true
 		}
 	}
-	sort.Strings(desired)
-	out := map[string]bool{}
-	for i, name := range desired {
-		canary := s.set.Spec.UpdateStrategy.RollingUpdate.NodeSelector
-		if i >= len(desired)-partition || canary != nil && s.nodes[name].Labels["canary"] != "yes" {
-			out[name] = true
-		}
+	sort.Strings(outdated)
+	for _, name := range outdated[max(0, len(outdated)-partition):] {
+		out[name] = true
 	}
 	return out
 }
 
 type measures struct {
 	unavailable, surging int
+	// outdated counts desired nodes running only older agents.
+	outdated int
 	crowded, twins       string
 }
 
@@ -351,6 +392,9 @@ func measure(snap Snapshot, hash string) measures {
 			}
 			if hasNew && hasOld {
 				m.surging++
+			}
+			if hasOld && !hasNew {
+				m.outdated++
 			}
 		}
 	}
@@ -410,4 +454,36 @@ func (s *sim) run(steps int) error {
 	}
 	_, why := s.converged()
 	return fmt.Errorf("did not converge after the world stood still: %s", why)
+}
+
+// outdatedAfter counts the desired nodes that would still run only older
+// agents once p is carried out.
+func (s *sim) outdatedAfter(snap Snapshot, p Plan) int {
+	gone := map[types.UID]bool{}
+	for _, d := range p.Deletes {
+		gone[d.Pod.UID] = true
+	}
+	fresh := map[string]bool{}
+	for _, c := range p.Creates {
+		fresh[c.Node] = true
+	}
+	spec := eligibility.AgentSpec(&s.set.Spec.Template.Spec)
+	hasOld, hasNew := map[string]bool{}, map[string]bool{}
+	for _, pod := range snap.Pods {
+		if gone[pod.UID] || pod.DeletionTimestamp != nil || pod.Status.Phase != corev1.PodRunning {
+			continue
+		}
+		if podtemplate.Hash(pod) == s.hash {
+			hasNew[podtemplate.NodeOf(pod)] = true
+		} else {
+			hasOld[podtemplate.NodeOf(pod)] = true
+		}
+	}
+	n := 0
+	for _, node := range snap.Nodes {
+		if eligibility.Evaluate(node, spec).ShouldRun && hasOld[node.Name] && !hasNew[node.Name] && !fresh[node.Name] {
+			n++
+		}
+	}
+	return n
 }
