@@ -8,6 +8,8 @@ import (
 	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
@@ -77,7 +79,14 @@ func Convert(manifest []byte) ([]byte, error) {
 	default:
 		set.Spec.UpdateStrategy.Type = nasv1alpha1.RollingUpdateStrategy
 		if ru := ds.Spec.UpdateStrategy.RollingUpdate; ru != nil {
-			set.Spec.UpdateStrategy.RollingUpdate = &nasv1alpha1.RollingUpdate{MaxUnavailable: ru.MaxUnavailable, MaxSurge: ru.MaxSurge}
+			out := &nasv1alpha1.RollingUpdate{MaxUnavailable: ru.MaxUnavailable, MaxSurge: ru.MaxSurge}
+			if ru.MaxSurge != nil && ru.MaxSurge.String() != "0" && ru.MaxSurge.String() != "0%" {
+				// apps/v1 allows a surge only with maxUnavailable 0, and a
+				// surging DaemonSet never takes an available agent down
+				// first: say so rather than leave our default of 1.
+				out.MaxUnavailable = ptr.To(intstr.FromInt32(0))
+			}
+			set.Spec.UpdateStrategy.RollingUpdate = out
 		}
 	}
 	if annotations := withoutLastApplied(ds.Annotations); len(annotations) > 0 {

@@ -35,6 +35,9 @@ type Counts struct {
 	// agent of the update revision, or an available old one the rollout
 	// leaves in place by design (partition, node selector, OnDelete).
 	Settled int32
+	// Outdated counts desired nodes whose old agent the rollout still
+	// means to replace (in scope, or held only by pause).
+	Outdated int32
 	// Pending counts pods the plan still creates or deletes.
 	Pending int
 	// NextAvailable is the earliest moment a Ready pod becomes available.
@@ -69,7 +72,12 @@ func Count(p plan.Plan, updateHash string, minReady time.Duration, now time.Time
 				c.NextAvailable = since.Add(minReady)
 			}
 		}
-		updated := st.New != nil
+		// As DaemonSet counts: a node is updated when its oldest agent is
+		// of the update revision, so a surge agent that has not replaced
+		// the old one yet (or never can, say on a taken host port) is
+		// not counted.
+		updated := st.New != nil && st.Old == nil
+		c.Outdated += b2i(st.Old != nil && !settledHold(st.Held))
 		c.Ready += b2i(ready)
 		c.Available += b2i(available)
 		c.Updated += b2i(updated)
@@ -142,8 +150,11 @@ func setConditions(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, 
 	case complete:
 		set(nasv1alpha1.ConditionReconciling, false, "Complete",
 			fmt.Sprintf("%d desired nodes settled on revision %s (%d updated)", c.Desired, in.UpdateRevision, c.Updated))
-	case paused(in.Set):
-		set(nasv1alpha1.ConditionReconciling, true, "Paused", reconcilingMessage(c))
+	case paused(in.Set) && c.Pending == 0:
+		// kstatus reads Reconciling True as InProgress: a paused rollout
+		// with nothing else to do is where the spec asks it to be, so a
+		// GitOps tool waiting for it must not wait for ever (Current).
+		set(nasv1alpha1.ConditionReconciling, false, "Paused", "the rollout is paused: "+reconcilingMessage(c))
 	default:
 		set(nasv1alpha1.ConditionReconciling, true, reconcilingReason(c), reconcilingMessage(c))
 	}
@@ -176,6 +187,11 @@ func progress(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, in In
 	switch {
 	case complete:
 		mark(metav1.ConditionTrue, "RolloutComplete", "the rollout is complete", keepOr(cond, metav1.ConditionTrue, now))
+	case rolledOut(prev, *st, c):
+		// An agent going unready, or a node joining, after the rollout
+		// completed is not a rollout: no deadline applies (nor does
+		// kstatus say Failed) until a new revision or scope comes.
+		mark(metav1.ConditionTrue, "RolloutComplete", "the rollout is complete", cond.LastTransitionTime)
 	case paused(in.Set):
 		mark(metav1.ConditionUnknown, "Paused", "the rollout is paused; no progress deadline applies", keepOr(cond, metav1.ConditionUnknown, now))
 	case moved || cond == nil || cond.Reason == "RolloutComplete" || cond.Reason == "Paused":
@@ -196,6 +212,14 @@ func progress(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, in In
 	} else {
 		meta.RemoveStatusCondition(&st.Conditions, nasv1alpha1.ConditionStalled)
 	}
+}
+
+// rolledOut: the previous status saw this revision's rollout complete and
+// no node has an old agent the rollout means to replace.
+func rolledOut(prev, st nasv1alpha1.NodeAgentSetStatus, c Counts) bool {
+	cond := meta.FindStatusCondition(prev.Conditions, nasv1alpha1.ConditionProgressing)
+	return cond != nil && cond.Status == metav1.ConditionTrue && cond.Reason == "RolloutComplete" &&
+		prev.UpdateRevision == st.UpdateRevision && c.Outdated == 0
 }
 
 // keepOr keeps the condition's time while its status stays, else now.

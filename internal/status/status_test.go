@@ -50,7 +50,7 @@ func TestCountFollowsDaemonSet(t *testing.T) {
 		node("ineligible-empty", false, false),
 	}}
 	c := Count(p, "new", 10*time.Second, now)
-	want := Counts{Desired: 4, Current: 3, Misscheduled: 1, Ready: 3, Available: 2, Updated: 2, Settled: 1, NextAvailable: now.Add(5 * time.Second)}
+	want := Counts{Desired: 4, Current: 3, Misscheduled: 1, Ready: 3, Available: 2, Updated: 2, Settled: 1, Outdated: 1, NextAvailable: now.Add(5 * time.Second)}
 	if c != want {
 		t.Errorf("Count = %+v\nwant    %+v", c, want)
 	}
@@ -165,5 +165,74 @@ func TestSignificantChangesAreTheOnesReadersActOn(t *testing.T) {
 				t.Errorf("Significant = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// After a rollout completed, an agent going unready is not a rollout: no
+// progress deadline, no Stalled, so kstatus never says Failed and
+// `rollout status` does not fail while nothing rolls out.
+func TestNoStallOutsideARollout(t *testing.T) {
+	set := &nasv1alpha1.NodeAgentSet{ObjectMeta: metav1.ObjectMeta{Generation: 1}}
+	set.Spec.ProgressDeadlineSeconds = ptrTo(int32(60))
+	in := Input{Set: set, UpdateHash: "h", UpdateRevision: "agent-h", Now: now,
+		Plan: plan.Plan{Nodes: []plan.NodeState{node("a", true, true, readyPod("h", time.Hour)), node("b", true, true, readyPod("h", time.Hour))}}}
+	st, _ := Compute(in)
+	if c := meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionProgressing); c == nil || c.Reason != "RolloutComplete" {
+		t.Fatalf("Progressing after the rollout = %+v", c)
+	}
+	unready := readyPod("h", time.Hour)
+	unready.Status.Conditions[0].Status = corev1.ConditionFalse
+	in.Plan = plan.Plan{Nodes: []plan.NodeState{node("a", true, true, readyPod("h", time.Hour)), node("b", true, true, unready)}}
+	for _, later := range []time.Duration{time.Second, 2 * time.Minute, time.Hour} {
+		set.Status = st
+		in.Now = now.Add(later)
+		var wake time.Time
+		st, wake = Compute(in)
+		if c := meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionStalled); c != nil {
+			t.Fatalf("%v after an agent went unready, outside a rollout: Stalled %+v", later, c)
+		}
+		if c := meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionProgressing); c.Status != metav1.ConditionTrue || c.Reason != "RolloutComplete" {
+			t.Fatalf("%v later: Progressing = %+v, want True RolloutComplete", later, c)
+		}
+		if !wake.IsZero() && !wake.After(in.Now.Add(time.Hour)) {
+			t.Errorf("%v later: a progress deadline is armed (wake %v)", later, wake)
+		}
+	}
+	// A new revision is a rollout again, with its deadline.
+	set.Status = st
+	in.UpdateHash, in.UpdateRevision = "h2", "agent-h2"
+	st, _ = Compute(in)
+	if c := meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionProgressing); c.Reason != "RollingOut" {
+		t.Fatalf("a new revision: Progressing = %+v, want RollingOut", c)
+	}
+}
+
+// A paused rollout with nothing else to do is not reconciling (kstatus
+// Current), so a GitOps tool does not wait on it for ever.
+func TestPausedRolloutIsNotReconciling(t *testing.T) {
+	set := &nasv1alpha1.NodeAgentSet{ObjectMeta: metav1.ObjectMeta{Generation: 1}}
+	set.Spec.UpdateStrategy.RollingUpdate = &nasv1alpha1.RollingUpdate{Paused: true}
+	old := node("a", true, true, readyPod("old", time.Hour))
+	old.Held = plan.HeldPaused
+	st, _ := Compute(Input{Set: set, UpdateHash: "h", UpdateRevision: "agent-h", Now: now, Plan: plan.Plan{Nodes: []plan.NodeState{old}}})
+	if c := meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionReconciling); c == nil || c.Status != metav1.ConditionFalse || c.Reason != "Paused" {
+		t.Fatalf("Reconciling while paused = %+v, want False Paused", c)
+	}
+	// Placing an agent on a new node while paused is work in progress.
+	st, _ = Compute(Input{Set: set, UpdateHash: "h", UpdateRevision: "agent-h", Now: now,
+		Plan: plan.Plan{Nodes: []plan.NodeState{old, node("b", true, true)}, Creates: []plan.Create{{Node: "b"}}}})
+	if !meta.IsStatusConditionTrue(st.Conditions, nasv1alpha1.ConditionReconciling) {
+		t.Fatalf("Reconciling while paused and placing = %+v", meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionReconciling))
+	}
+}
+
+// A node running an old agent and a surge agent that is not available is
+// not updated yet (DaemonSet counts the oldest pod).
+func TestSurgingNodeIsNotCountedUpdated(t *testing.T) {
+	pending := readyPod("new", 0)
+	pending.Status.Conditions = nil
+	c := Count(plan.Plan{Nodes: []plan.NodeState{node("a", true, true, readyPod("old", time.Hour), pending)}}, "new", 0, now)
+	if c.Updated != 0 {
+		t.Fatalf("Updated = %d for a node whose new agent is Pending next to the old one", c.Updated)
 	}
 }
