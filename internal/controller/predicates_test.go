@@ -117,3 +117,20 @@ func TestEventsOfOurOwnPodWritesAreDropped(t *testing.T) {
 		t.Error("the deletion this process made let a pass through")
 	}
 }
+
+// A pod created under one version of the API maps to its set under any
+// other: owner references are matched by group and kind (kruise #2520).
+func TestPodsMapToTheirSetWhateverTheOwnersVersion(t *testing.T) {
+	for _, apiVersion := range []string{"nodeagentset.io/v1alpha1", "nodeagentset.io/v1beta1", "nodeagentset.io/v1"} {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", OwnerReferences: []metav1.OwnerReference{{
+			APIVersion: apiVersion, Kind: "NodeAgentSet", Name: "agent", UID: "u", Controller: ptr.To(true)}}}}
+		if reqs := podToSet(t.Context(), pod); len(reqs) != 1 || reqs[0].Name != "agent" {
+			t.Errorf("owner %s: requests %v, want the set agent", apiVersion, reqs)
+		}
+	}
+	other := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", OwnerReferences: []metav1.OwnerReference{{
+		APIVersion: "apps.kruise.io/v1alpha1", Kind: "NodeAgentSet", Name: "agent", UID: "u", Controller: ptr.To(true)}}}}
+	if reqs := podToSet(t.Context(), other); len(reqs) != 0 {
+		t.Errorf("a controller of another group mapped to %v", reqs)
+	}
+}

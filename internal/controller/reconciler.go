@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/execute"
@@ -35,7 +35,7 @@ import (
 // +kubebuilder:rbac:groups=nodeagentset.io,resources=nodeagentsets/status,verbs=patch
 // +kubebuilder:rbac:groups=nodeagentset.io,resources=nodeagentsets/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch;create;delete;patch
-// +kubebuilder:rbac:groups="",resources=nodes,verbs=list;watch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=controllerrevisions,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -54,8 +54,8 @@ type Reconciler struct {
 	// executor copies a pod before a call that writes into it). Nil:
 	// Client's lists.
 	stores *stores
-	// statusWrites holds when each set's status was last written, by
-	// namespaced name.
+	// statusWrites holds what this process last wrote to each set's
+	// status (a *statusRecord), by namespaced name.
 	statusWrites sync.Map
 	// costs holds what each set's last pass took to compute (observe, plan
 	// and status, not the API calls), by namespaced name: passes are paced
@@ -65,8 +65,11 @@ type Reconciler struct {
 
 // Reconcile runs one pass for one NodeAgentSet.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	set := &nasv1alpha1.NodeAgentSet{}
-	if err := r.Client.Get(ctx, req.NamespacedName, set); err != nil {
+	set, err := r.getSet(ctx, req.NamespacedName)
+	if bad, ok := asInvalid(err); ok {
+		return ctrl.Result{}, r.reportInvalid(ctx, bad)
+	}
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			forgetMetrics(req.Namespace, req.Name)
 			r.statusWrites.Delete(req.NamespacedName)
@@ -80,18 +83,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	selector, err := metav1.LabelSelectorAsSelector(set.Spec.Selector.AsMeta())
 	if err != nil {
-		return ctrl.Result{}, reconcile.TerminalError(fmt.Errorf("parsing spec.selector: %w", err))
+		return ctrl.Result{}, r.reportInvalid(ctx, &invalidObject{obj: set, err: fmt.Errorf("spec.selector: %w", err)})
 	}
 	revs, err := r.syncRevision(ctx, set)
 	if err != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, r.reportFailure(ctx, set, "RevisionSyncFailed", err)
 	}
 	updateHash := revision.HashOf(revs.update)
 
 	started := time.Now()
 	snap, err := r.observe(ctx, set, updateHash)
 	if err != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, r.reportFailure(ctx, set, "ReadFailed", err)
 	}
 	snap.Selector = selector
 	p := plan.Compute(snap)
@@ -174,32 +177,90 @@ func (r *Reconciler) read(ctx context.Context, set *nasv1alpha1.NodeAgentSet) ([
 // changes are written at once.
 const StatusInterval = time.Second
 
-// writeStatus patches the status subresource when it changed. A change of
-// counts alone waits until StatusInterval after this set's last write; the
-// moment it is due is returned, so the pass can come back for it.
+// statusRecord is what this process last wrote to one set's status: the
+// status, when, and the resourceVersions its writes produced (the latest
+// few), by which the cache's copy of the set is known to be ours.
+type statusRecord struct {
+	status nasv1alpha1.NodeAgentSetStatus
+	at     time.Time
+	rvs    []string
+}
+
+// keptVersions bounds the resourceVersions remembered per set: the cache
+// lags by a write or two, rarely more; an older version found in it only
+// costs a redundant write.
+const keptVersions = 8
+
+func (rec *statusRecord) wrote(rv string) bool { return rec != nil && slices.Contains(rec.rvs, rv) }
+
+// differs reports whether st may differ from the status the API server
+// holds for set, cached as given. When the cached copy is one of this
+// process's writes, the latest write is what the server holds (the cache
+// may lag behind it). Otherwise the cached copy is someone else's write,
+// or older than this process's writes: st is written unless it equals
+// both.
+func (rec *statusRecord) differs(cached *nasv1alpha1.NodeAgentSet, st nasv1alpha1.NodeAgentSetStatus) bool {
+	if rec == nil {
+		return !equality.Semantic.DeepEqual(cached.Status, st)
+	}
+	ours := !equality.Semantic.DeepEqual(rec.status, st)
+	if rec.wrote(cached.ResourceVersion) {
+		return ours
+	}
+	return ours || !equality.Semantic.DeepEqual(cached.Status, st)
+}
+
+func (r *Reconciler) statusRecordOf(key types.NamespacedName) *statusRecord {
+	if v, ok := r.statusWrites.Load(key); ok {
+		return v.(*statusRecord)
+	}
+	return nil
+}
+
+// ownStatusWrite reports whether set, as an event shows it, is only a
+// status write of this process; such events start no pass.
+func (r *Reconciler) ownStatusWrite(set client.Object) bool {
+	return r.statusRecordOf(client.ObjectKeyFromObject(set)).wrote(set.GetResourceVersion())
+}
+
+// writeStatus writes the status when it differs from what the API server
+// holds as far as this process can tell: from what it last wrote, and
+// from the cached copy unless that copy is one of its own writes (the
+// cache may lag behind them; someone else may have overwritten them). A
+// change of counts alone waits until StatusInterval after the last write;
+// the moment it is due is returned, so the pass can come back for it.
+//
+// The patch carries the whole status, not a difference: a difference
+// against a copy that has not seen the previous write leaves out what
+// "did not change", and the server keeps the previous write's value for
+// it with no event to repair it.
 func (r *Reconciler) writeStatus(ctx context.Context, set *nasv1alpha1.NodeAgentSet, st nasv1alpha1.NodeAgentSetStatus, now time.Time) (due time.Time, err error) {
-	if equality.Semantic.DeepEqual(set.Status, st) {
+	key := client.ObjectKeyFromObject(set)
+	rec := r.statusRecordOf(key)
+	if !rec.differs(set, st) {
 		return time.Time{}, nil
 	}
-	if !status.Significant(set.Status, st) {
-		if last, ok := r.statusWrites.Load(client.ObjectKeyFromObject(set)); ok {
-			if due := last.(time.Time).Add(StatusInterval); now.Before(due) {
-				return due, nil
-			}
+	if rec != nil && !status.Significant(rec.status, st) {
+		if due := rec.at.Add(StatusInterval); now.Before(due) {
+			return due, nil
 		}
 	}
+	patch, err := status.MergePatch(st)
+	if err != nil {
+		return time.Time{}, err
+	}
 	updated := set.DeepCopy()
-	updated.Status = st
-	// A merge patch from the status we read: only this controller writes
-	// status, so there is no one to conflict with, and a stale read only
-	// costs one more pass.
-	if err := r.Client.Status().Patch(ctx, updated, client.MergeFrom(set)); err != nil {
+	if err := r.Client.Status().Patch(ctx, updated, client.RawPatch(types.MergePatchType, patch)); err != nil {
 		if apierrors.IsNotFound(err) {
 			return time.Time{}, nil
 		}
 		return time.Time{}, fmt.Errorf("writing status: %w", err)
 	}
-	r.statusWrites.Store(client.ObjectKeyFromObject(set), now)
+	next := &statusRecord{status: st, at: now, rvs: []string{updated.ResourceVersion}}
+	if rec != nil {
+		next.rvs = append(next.rvs, rec.rvs[max(0, len(rec.rvs)-keptVersions+1):]...)
+	}
+	r.statusWrites.Store(key, next)
 	return time.Time{}, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
@@ -88,7 +89,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, max
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&nasv1alpha1.NodeAgentSet{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(newSetObject(), builder.WithPredicates(r.notOwnStatusWrite())).
 		Owns(&appsv1.ControllerRevision{}).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podToSet), builder.WithPredicates(podChanged(r.Executor.Expectations))).
 		Watches(&corev1.Node{}, r.nodeHandler(), builder.WithPredicates(eligibilityChanged())).
@@ -101,7 +102,9 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, max
 // name label names (which may adopt it).
 func podToSet(_ context.Context, o client.Object) []reconcile.Request {
 	if ref := metav1.GetControllerOfNoCopy(o); ref != nil {
-		if ref.Kind != "NodeAgentSet" || ref.APIVersion != nasv1alpha1.GroupVersion.String() {
+		// Group and kind, not the version: pods created under v1alpha1
+		// must still map to their set once a later version is served.
+		if gv, err := schema.ParseGroupVersion(ref.APIVersion); err != nil || ref.Kind != setGVK.Kind || gv.Group != setGVK.Group {
 			return nil
 		}
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}}}
@@ -117,13 +120,10 @@ func podToSet(_ context.Context, o client.Object) []reconcile.Request {
 // a node goes, the sets with pods on it.
 func (r *Reconciler) nodeHandler() handler.EventHandler {
 	all := func(ctx context.Context, _ client.Object) []reconcile.Request {
-		var sets nasv1alpha1.NodeAgentSetList
-		if err := r.Client.List(ctx, &sets); err != nil {
-			return nil
-		}
-		reqs := make([]reconcile.Request, len(sets.Items))
-		for i := range sets.Items {
-			reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&sets.Items[i])}
+		keys := r.stores.setKeys()
+		reqs := make([]reconcile.Request, len(keys))
+		for i, k := range keys {
+			reqs[i] = reconcile.Request{NamespacedName: k}
 		}
 		return reqs
 	}
@@ -159,6 +159,16 @@ func addAll(q workqueue.TypedRateLimitingInterface[reconcile.Request], reqs []re
 	for _, r := range reqs {
 		q.Add(r)
 	}
+}
+
+// notOwnStatusWrite lets through every change of a set but the status
+// writes of this process: spec changes, and status written by anyone else,
+// which the next pass puts right (with only generation changes let
+// through, an overwritten status stayed wrong until an unrelated event).
+func (r *Reconciler) notOwnStatusWrite() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		return e.ObjectNew.GetGeneration() != e.ObjectOld.GetGeneration() || !r.ownStatusWrite(e.ObjectNew)
+	}}
 }
 
 // eligibilityChanged lets through node updates that can change whether an
@@ -222,6 +232,7 @@ func NewReconciler(mgr ctrl.Manager) *Reconciler {
 		APIReader: mgr.GetAPIReader(),
 		Executor: &execute.Executor{
 			Client:       mgr.GetClient(),
+			APIReader:    mgr.GetAPIReader(),
 			Recorder:     mgr.GetEventRecorder("nodeagentset-controller"),
 			Expectations: execute.NewExpectations(),
 			Backoff:      execute.NewBackoff(),

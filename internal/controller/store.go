@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -19,6 +20,8 @@ import (
 // shared with the cache: nothing may write into them.
 type stores struct {
 	nodes, pods toolscache.Indexer
+	// sets holds NodeAgentSets unstructured (see decodeSet).
+	sets toolscache.Indexer
 }
 
 func newStores(ctx context.Context, c cache.Cache) (*stores, error) {
@@ -41,7 +44,11 @@ func newStores(ctx context.Context, c cache.Cache) (*stores, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &stores{nodes: nodes, pods: pods}, nil
+	sets, err := indexer(newSetObject())
+	if err != nil {
+		return nil, err
+	}
+	return &stores{nodes: nodes, pods: pods, sets: sets}, nil
 }
 
 func (s *stores) listNodes() []*corev1.Node {
@@ -50,6 +57,18 @@ func (s *stores) listNodes() []*corev1.Node {
 	for _, o := range objs {
 		if n, ok := o.(*corev1.Node); ok {
 			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// setKeys are the namespaced names of every cached set.
+func (s *stores) setKeys() []types.NamespacedName {
+	keys := s.sets.ListKeys()
+	out := make([]types.NamespacedName, 0, len(keys))
+	for _, k := range keys {
+		if ns, name, err := toolscache.SplitMetaNamespaceKey(k); err == nil {
+			out = append(out, types.NamespacedName{Namespace: ns, Name: name})
 		}
 	}
 	return out

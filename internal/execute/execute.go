@@ -22,6 +22,7 @@ import (
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/plan"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
+	"github.com/nodeagentset/nodeagentset/internal/status"
 )
 
 // DefaultBurst is the most pod creates and deletes one pass issues, as in
@@ -31,7 +32,10 @@ const DefaultBurst = 250
 
 // Executor carries out plans.
 type Executor struct {
-	Client       client.Client
+	Client client.Client
+	// APIReader reads around the cache: a node must be confirmed gone
+	// before its pods are deleted at once.
+	APIReader    client.Reader
 	Recorder     recorder.EventRecorder
 	Expectations *Expectations
 	Backoff      *Backoff
@@ -103,11 +107,11 @@ func (x *Executor) creates(ctx context.Context, set *nasv1alpha1.NodeAgentSet, c
 		return nil
 	}, func(i int) { created = append(created, creates[i].Node) })
 	if len(created) > 0 {
-		x.Recorder.Eventf(eventTarget(set), nil, corev1.EventTypeNormal, "SuccessfulCreate", "Create",
+		x.Recorder.Eventf(EventTarget(set), nil, corev1.EventTypeNormal, "SuccessfulCreate", "Create",
 			"Created %d pod(s) on %s", len(created), summarize(created))
 	}
 	if err != nil {
-		x.Recorder.Eventf(eventTarget(set), nil, corev1.EventTypeWarning, "FailedCreate", "Create", "%v", err)
+		x.Recorder.Eventf(EventTarget(set), nil, corev1.EventTypeWarning, "FailedCreate", "Create", "%s", status.Clip(err.Error(), status.MaxEventNote))
 	}
 	return len(created), err
 }
@@ -115,6 +119,7 @@ func (x *Executor) creates(ctx context.Context, set *nasv1alpha1.NodeAgentSet, c
 func (x *Executor) deletes(ctx context.Context, set *nasv1alpha1.NodeAgentSet, deletes []plan.Delete) (int, error) {
 	log := logr.FromContextOrDiscard(ctx)
 	var deleted []string
+	kept := make([]bool, len(deletes))
 	// All at once, as the DaemonSet controller deletes: slow start guards
 	// against a template the server refuses, which deletes cannot meet, and
 	// in a rolling update each wave would wait for log2(wave) round trips.
@@ -122,6 +127,13 @@ func (x *Executor) deletes(ctx context.Context, set *nasv1alpha1.NodeAgentSet, d
 		d := deletes[i]
 		opts := []client.DeleteOption{client.Preconditions{UID: &d.Pod.UID}}
 		if d.Now {
+			if gone, err := x.nodeGone(ctx, d.Node); err != nil || !gone {
+				// Only briefly missing from the cache (re-registered,
+				// cache lag): its kubelet may still run the pod, and a
+				// forced delete would start its replacement beside it.
+				kept[i] = true
+				return err
+			}
 			opts = append(opts, client.GracePeriodSeconds(0))
 		}
 		err := x.Client.Delete(ctx, d.Pod, opts...)
@@ -135,15 +147,35 @@ func (x *Executor) deletes(ctx context.Context, set *nasv1alpha1.NodeAgentSet, d
 		}
 		log.V(4).Info("Deleted pod", "pod", klog.KObj(d.Pod), "node", d.Node, "reason", d.Reason)
 		return nil
-	}, func(i int) { deleted = append(deleted, deletes[i].Pod.Name+" ("+deletes[i].Reason+")") })
+	}, func(i int) {
+		if !kept[i] {
+			deleted = append(deleted, deletes[i].Pod.Name+" ("+deletes[i].Reason+")")
+		}
+	})
 	if len(deleted) > 0 {
-		x.Recorder.Eventf(eventTarget(set), nil, corev1.EventTypeNormal, "SuccessfulDelete", "Delete",
+		x.Recorder.Eventf(EventTarget(set), nil, corev1.EventTypeNormal, "SuccessfulDelete", "Delete",
 			"Deleted %d pod(s): %s", len(deleted), summarize(deleted))
 	}
 	if err != nil {
-		x.Recorder.Eventf(eventTarget(set), nil, corev1.EventTypeWarning, "FailedDelete", "Delete", "%v", err)
+		x.Recorder.Eventf(EventTarget(set), nil, corev1.EventTypeWarning, "FailedDelete", "Delete", "%s", status.Clip(err.Error(), status.MaxEventNote))
 	}
 	return len(deleted), err
+}
+
+// nodeGone confirms with a live read that a node the cache lacks is gone.
+func (x *Executor) nodeGone(ctx context.Context, name string) (bool, error) {
+	if x.APIReader == nil {
+		return true, nil
+	}
+	err := x.APIReader.Get(ctx, client.ObjectKey{Name: name}, &metav1.PartialObjectMetadata{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Node"}})
+	switch {
+	case apierrors.IsNotFound(err):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("confirming Node %q is gone: %w", name, err)
+	}
+	return false, nil
 }
 
 // setController adds (adopt) or removes (release) the set's controller
@@ -172,16 +204,16 @@ func (x *Executor) setController(ctx context.Context, set *nasv1alpha1.NodeAgent
 	if err := x.Client.Patch(ctx, pod.DeepCopy(), client.RawPatch(types.MergePatchType, patch)); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("%s of Pod %q: %w", strings.ToLower(action), pod.Name, err)
 	}
-	x.Recorder.Eventf(eventTarget(set), pod, corev1.EventTypeNormal, action, action, "%sed pod %s", strings.TrimSuffix(action, "e"), pod.Name)
+	x.Recorder.Eventf(EventTarget(set), pod, corev1.EventTypeNormal, action, action, "%sed pod %s", strings.TrimSuffix(action, "e"), pod.Name)
 	return nil
 }
 
-// eventTarget is the set as events should regard it: without its
+// EventTarget is the set as events should regard it: without its
 // resourceVersion. client-go folds repeated events of one reason on one
 // object into a series (one create, one patch, then a refresh every 30
 // minutes), but only when their references are equal; with the version in
 // it, every status change made the next wave of a rollout a new event.
-func eventTarget(set *nasv1alpha1.NodeAgentSet) *nasv1alpha1.NodeAgentSet {
+func EventTarget(set *nasv1alpha1.NodeAgentSet) *nasv1alpha1.NodeAgentSet {
 	return &nasv1alpha1.NodeAgentSet{
 		TypeMeta:   set.TypeMeta,
 		ObjectMeta: metav1.ObjectMeta{Name: set.Name, Namespace: set.Namespace, UID: set.UID},
@@ -217,13 +249,26 @@ func inBatches(n, first int, do func(int) error, done func(int)) error {
 		}
 		wg.Wait()
 		if len(errs) > 0 {
-			if skipped := n - end; skipped > 0 {
-				errs = append(errs, fmt.Errorf("skipped %d more after the failure", skipped))
-			}
-			return errors.Join(errs...)
+			return summarizeErrors(errs, n-end)
 		}
 	}
 	return nil
+}
+
+// summarizeErrors makes one error of a batch's failures: the first, and a
+// count of the rest and of the writes skipped after them. Joined whole, a
+// large batch's errors outgrew the limits of an event note and of a
+// condition message, and the API server refused the status that carried
+// them.
+func summarizeErrors(errs []error, skipped int) error {
+	err := errs[0]
+	if len(errs) > 1 {
+		err = fmt.Errorf("%w (and %d more failures like it)", err, len(errs)-1)
+	}
+	if skipped > 0 {
+		err = fmt.Errorf("%w; skipped %d more after the failure", err, skipped)
+	}
+	return err
 }
 
 // summarize lists up to five items and counts the rest, for event messages.

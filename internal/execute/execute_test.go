@@ -2,6 +2,11 @@ package execute
 
 import (
 	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/nodeagentset/nodeagentset/internal/status"
 	"sync/atomic"
 	"testing"
 )
@@ -43,5 +48,29 @@ func TestOneBatchTriesEverything(t *testing.T) {
 	}, func(int) {})
 	if err == nil || calls.Load() != 10 {
 		t.Errorf("calls %d, err %v; want all 10 tried and the refusal returned", calls.Load(), err)
+	}
+}
+
+// A batch of 250 refused deletes with long messages makes one error small
+// enough for a condition message (the API server refuses a status whose
+// message is over 32768 bytes) that still names the first cause.
+func TestBatchFailuresAreSummarised(t *testing.T) {
+	long := strings.Repeat("x", 500)
+	err := inBatches(250, 250, func(i int) error { return fmt.Errorf("pod %d: %s", i, long) }, func(int) {})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if len(err.Error()) > 2000 {
+		t.Fatalf("error of %d bytes for 250 failures: %.200s...", len(err.Error()), err.Error())
+	}
+	if !strings.Contains(err.Error(), "and 249 more failures") {
+		t.Errorf("error does not count the rest: %.300s", err.Error())
+	}
+}
+
+func TestClippedEventNotesFitTheAPIServersLimit(t *testing.T) {
+	note := status.Clip(strings.Repeat("é", 2000), status.MaxEventNote)
+	if len(note) > status.MaxEventNote || !utf8.ValidString(note) {
+		t.Fatalf("note of %d bytes, valid UTF-8 %v", len(note), utf8.ValidString(note))
 	}
 }

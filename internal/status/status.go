@@ -159,8 +159,10 @@ func setConditions(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, 
 		set(nasv1alpha1.ConditionReconciling, true, reconcilingReason(c), reconcilingMessage(c))
 	}
 	progress(st, c, complete, in)
+	// This pass got through; an earlier failure to get here is over.
+	meta.RemoveStatusCondition(&st.Conditions, nasv1alpha1.ConditionReconcileFailure)
 	if in.PodFailure != nil {
-		set(nasv1alpha1.ConditionPodFailure, true, "APIError", in.PodFailure.Error())
+		set(nasv1alpha1.ConditionPodFailure, true, "APIError", Clip(in.PodFailure.Error(), MaxMessage))
 	} else if meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionPodFailure) != nil {
 		set(nasv1alpha1.ConditionPodFailure, false, "NoFailure", "the last pass created and deleted every pod it meant to")
 	}

@@ -1,0 +1,32 @@
+package controller
+
+import (
+	"context"
+	"errors"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/execute"
+	"github.com/nodeagentset/nodeagentset/internal/status"
+)
+
+// reportFailure shows a pass that failed before it could plan where a user
+// looks, not only in the log: condition ReconcileFailure and a Warning
+// event (repeats fold into one series). It returns err, so the pass is
+// retried with backoff.
+func (r *Reconciler) reportFailure(ctx context.Context, set *nasv1alpha1.NodeAgentSet, reason string, err error) error {
+	message := status.Clip(err.Error(), status.MaxMessage)
+	if r.Executor != nil && r.Executor.Recorder != nil {
+		r.Executor.Recorder.Eventf(execute.EventTarget(set), nil, corev1.EventTypeWarning, reason, "Reconcile", "%s",
+			status.Clip(message, status.MaxEventNote))
+	}
+	st := set.Status.DeepCopy()
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: nasv1alpha1.ConditionReconcileFailure,
+		Status: metav1.ConditionTrue, Reason: reason, Message: message, ObservedGeneration: set.Generation,
+		LastTransitionTime: metav1.NewTime(r.now())})
+	_, statusErr := r.writeStatus(ctx, set, *st, r.now())
+	return errors.Join(err, statusErr)
+}
