@@ -56,7 +56,9 @@ func TestAnUndecodableSetStopsNoOtherSet(t *testing.T) {
 	second := f.newSet(func(s *nasv1alpha1.NodeAgentSet) { s.Name = "second" })
 	f.create(second)
 	eventually(t, "the second set's pods", f.onePerNode(second, nodes))
-	f.update(good, func(s *nasv1alpha1.NodeAgentSet) { s.Spec.Template.Spec.Containers[0].Image = "registry.example/agent:2" })
+	f.update(good, func(s *nasv1alpha1.NodeAgentSet) {
+		s.Spec.Template.Spec.Containers[0].Image = "registry.example/agent:2"
+	})
 	eventually(t, "the first set's new generation observed", func() (bool, string) {
 		got := f.get(good)
 		return got.Status.ObservedGeneration == got.Generation, fmt.Sprintf("generation %d observed %d", got.Generation, got.Status.ObservedGeneration)
