@@ -2,10 +2,14 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -97,9 +101,23 @@ func run(o options) error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+	if err := mgr.AddReadyzCheck("caches", cachesSynced(mgr)); err != nil {
 		return err
 	}
 	ctrl.Log.Info("Starting manager", "qps", o.qps, "burst", o.burst, "maxConcurrentReconciles", o.maxConcurrentReconciles)
 	return mgr.Start(ctx)
+}
+
+// cachesSynced is ready once every informer of the manager has synced: a
+// manager that cannot list what it serves (no permission, an object it
+// cannot decode) serves nothing, and must not say it is ready.
+func cachesSynced(mgr ctrl.Manager) healthz.Checker {
+	return func(req *http.Request) error {
+		ctx, cancel := context.WithTimeout(req.Context(), 500*time.Millisecond)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return errors.New("informer caches not synced yet")
+		}
+		return nil
+	}
 }

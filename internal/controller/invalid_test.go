@@ -1,6 +1,7 @@
 package controller_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -50,7 +51,7 @@ func TestAnUndecodableSetStopsNoOtherSet(t *testing.T) {
 		err := k8s.Create(f.ctx, bad.DeepCopy())
 		return err == nil, fmt.Sprint(err)
 	})
-	t.Cleanup(func() { _ = k8s.Delete(f.ctx, bad) })
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), bad) })
 
 	// Sets created and changed after it are still served.
 	second := f.newSet(func(s *nasv1alpha1.NodeAgentSet) { s.Name = "second" })
@@ -114,12 +115,28 @@ func relaxMaxUnavailable(t *testing.T, f *fixture) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			if err := k8s.Get(f.ctx, client.ObjectKey{Name: crd.Name}, crd); err != nil {
+		// t.Context() is over once cleanups run.
+		ctx := context.Background()
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := k8s.Get(ctx, client.ObjectKey{Name: crd.Name}, crd); err != nil {
 				return err
 			}
 			crd.Spec = *original
-			return k8s.Update(f.ctx, crd)
+			return k8s.Update(ctx, crd)
+		})
+		if err != nil {
+			t.Fatalf("restoring the CRD: %v", err)
+		}
+		// The next test must meet the real schema again: wait until a
+		// negative maxUnavailable, which only the relaxed one takes, is
+		// refused.
+		probe := f.newSet(func(s *nasv1alpha1.NodeAgentSet) {
+			s.Name = "probe"
+			s.Spec.UpdateStrategy.RollingUpdate = &nasv1alpha1.RollingUpdate{MaxUnavailable: ptr.To(intstr.FromInt32(-1))}
+		})
+		eventually(t, "the restored schema to be served", func() (bool, string) {
+			err := k8s.Create(ctx, probe.DeepCopy(), client.DryRunAll)
+			return err != nil, fmt.Sprint(err)
 		})
 	})
 }
