@@ -98,8 +98,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	snap.Selector = selector
 	p := plan.Compute(snap)
+	unlabelled := plan.ClaimUnlabelled(set, selector, r.stores.unlabelledPods(set.Namespace))
+	if unlabelled.Claims() {
+		// Pods about to enter the pod cache may hold nodes this plan
+		// thinks empty: no agent is placed until they are in.
+		p.Creates = nil
+		if p.RequeueAfter == 0 || p.RequeueAfter > time.Second {
+			p.RequeueAfter = time.Second
+		}
+	}
 	cost := time.Since(started)
+	claimErr := r.Executor.ClaimUnlabelled(ctx, set, unlabelled)
 	out, execErr := r.Executor.Execute(ctx, set, p, &set.Spec.Template, updateHash)
+	execErr = errors.Join(claimErr, execErr)
 
 	started = time.Now()
 	st, wake := status.Compute(status.Input{

@@ -9,7 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
@@ -88,11 +87,17 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, max
 	if r.stores, err = newStores(ctx, mgr.GetCache()); err != nil {
 		return err
 	}
+	unlabelled, unlabelledEvents, err := r.setupUnlabelled(ctx, mgr)
+	if err != nil {
+		return err
+	}
+	r.stores.unlabelled = unlabelled
 	return ctrl.NewControllerManagedBy(mgr).
 		For(newSetObject(), builder.WithPredicates(r.notOwnStatusWrite())).
 		Owns(&appsv1.ControllerRevision{}).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podToSet), builder.WithPredicates(podChanged(r.Executor.Expectations))).
 		Watches(&corev1.Node{}, r.nodeHandler(), builder.WithPredicates(eligibilityChanged())).
+		WatchesRawSource(unlabelledEvents).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
 		Named("nodeagentset").
 		Complete(newPaced(r, PassInterval, PassBurst, r.passCost, PassSpacing, r.now))
@@ -102,9 +107,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, max
 // name label names (which may adopt it).
 func podToSet(_ context.Context, o client.Object) []reconcile.Request {
 	if ref := metav1.GetControllerOfNoCopy(o); ref != nil {
-		// Group and kind, not the version: pods created under v1alpha1
-		// must still map to their set once a later version is served.
-		if gv, err := schema.ParseGroupVersion(ref.APIVersion); err != nil || ref.Kind != setGVK.Kind || gv.Group != setGVK.Group {
+		if !plan.ControlledBySetKind(ref) {
 			return nil
 		}
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}}}

@@ -28,7 +28,7 @@ import (
 // manager, as in production. Tests keep out of each other's way with their
 // own namespace and their own node label.
 var (
-	k8s    client.Client
+	k8s    client.WithWatch
 	scheme = runtime.NewScheme()
 )
 
@@ -81,7 +81,7 @@ func run(m *testing.M) int {
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	// Tests talk to the API server directly, not through the manager's cache.
-	if k8s, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+	if k8s, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme}); err != nil {
 		fmt.Fprintln(os.Stderr, "creating client:", err)
 		return 1
 	}

@@ -2,7 +2,6 @@ package execute
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -13,9 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
@@ -176,36 +173,6 @@ func (x *Executor) nodeGone(ctx context.Context, name string) (bool, error) {
 		return false, fmt.Errorf("confirming Node %q is gone: %w", name, err)
 	}
 	return false, nil
-}
-
-// setController adds (adopt) or removes (release) the set's controller
-// reference on pod. The uid in the patch makes it fail rather than touch a
-// new pod of the same name.
-func (x *Executor) setController(ctx context.Context, set *nasv1alpha1.NodeAgentSet, pod *corev1.Pod, adopt bool) error {
-	refs := make([]metav1.OwnerReference, 0, len(pod.OwnerReferences)+1)
-	for _, r := range pod.OwnerReferences {
-		if r.UID != set.UID {
-			refs = append(refs, r)
-		}
-	}
-	action := "Release"
-	if adopt {
-		action = "Adopt"
-		refs = append(refs, metav1.OwnerReference{
-			APIVersion: nasv1alpha1.GroupVersion.String(), Kind: "NodeAgentSet", Name: set.Name, UID: set.UID,
-			Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
-		})
-	}
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"ownerReferences": refs, "uid": pod.UID}})
-	if err != nil {
-		return err
-	}
-	// Patch decodes the answer into its object; pod is the cache's own.
-	if err := x.Client.Patch(ctx, pod.DeepCopy(), client.RawPatch(types.MergePatchType, patch)); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("%s of Pod %q: %w", strings.ToLower(action), pod.Name, err)
-	}
-	x.Recorder.Eventf(EventTarget(set), pod, corev1.EventTypeNormal, action, action, "%sed pod %s", strings.TrimSuffix(action, "e"), pod.Name)
-	return nil
 }
 
 // EventTarget is the set as events should regard it: without its
