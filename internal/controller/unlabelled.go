@@ -169,4 +169,3 @@ func (s *stores) unlabelledPods(ns string) []*metav1.PartialObjectMetadata {
 	}
 	return out
 }
-
