@@ -103,6 +103,12 @@ func (x *Executor) creates(ctx context.Context, set *nasv1alpha1.NodeAgentSet, c
 		log.V(4).Info("Created pod", "pod", klog.KObj(pod), "node", c.Node, "reason", c.Reason)
 		return nil
 	}, func(i int) { created = append(created, creates[i].Node) })
+	if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+		// The set goes with its namespace: creating more pods there is
+		// refused until then, and retrying only floods the API server
+		// (DaemonSet stops on this cause too).
+		return len(created), nil
+	}
 	if len(created) > 0 {
 		x.Recorder.Eventf(EventTarget(set), nil, corev1.EventTypeNormal, "SuccessfulCreate", "Create",
 			"Created %d pod(s) on %s", len(created), summarize(created))
