@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -41,5 +42,43 @@ func TestRepeatedEventsFoldIntoASeries(t *testing.T) {
 			}
 		}
 		return len(creates) == 1 && series, fmt.Sprintf("SuccessfulCreate events: %q (series: %v)", creates, series)
+	})
+}
+
+// An agent that crash-loops raises a Warning on its set naming the pod,
+// its node and the cause; one that cannot be scheduled too.
+func TestAgentsThatDoNotRunRaiseWarnings(t *testing.T) {
+	f := newFixture(t, "warnings")
+	nodes := f.nodes(2)
+	set := f.set()
+	eventually(t, "one pod per node", f.onePerNode(set, nodes))
+	pods := byNode(f.pods(set))
+	crashing, unschedulable := pods[nodes[0]][0], pods[nodes[1]][0]
+	crashing.Status = corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{
+		Name: "agent", Image: "registry.example/agent:1", RestartCount: 4,
+		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 40s"}},
+	}}}
+	unschedulable.Status = corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled,
+		Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable, Message: "0/2 nodes are available: 1 node(s) didn't have free ports"}}}
+	for _, p := range []*corev1.Pod{&crashing, &unschedulable} {
+		if err := k8s.Status().Update(f.ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "Warning events naming each pod, node and cause", func() (bool, string) {
+		var events eventsv1.EventList
+		if err := k8s.List(f.ctx, &events, client.InNamespace(f.ns)); err != nil {
+			return false, err.Error()
+		}
+		seen := map[string]string{}
+		for _, e := range events.Items {
+			if e.Regarding.Name == set.Name && e.Type == corev1.EventTypeWarning && e.Related != nil {
+				seen[e.Related.Name] = e.Reason + " " + e.Note
+			}
+		}
+		ok := strings.HasPrefix(seen[crashing.Name], "CrashLoopBackOff agent "+crashing.Name+" on node "+nodes[0]) &&
+			strings.HasPrefix(seen[unschedulable.Name], "Unschedulable agent "+unschedulable.Name+" on node "+nodes[1]) &&
+			strings.Contains(seen[unschedulable.Name], "free ports")
+		return ok, fmt.Sprintf("%q", seen)
 	})
 }

@@ -80,6 +80,13 @@ func TestPodUpdatesThatCannotChangeAPassAreDropped(t *testing.T) {
 		"deleted":               {change(func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{} }), true},
 		"running":               {change(func(p *corev1.Pod) { p.Status.Phase = corev1.PodRunning }), true},
 		"ready":                 {change(readyAt(metav1.Unix(10, 0))), true},
+		"cannot be scheduled": {change(func(p *corev1.Pod) {
+			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable}}
+		}), true},
+		"crash-looping": {change(func(p *corev1.Pod) {
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "c", State: corev1.ContainerState{
+				Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}}}
+		}), true},
 	} {
 		if got := p.Update(event.UpdateEvent{ObjectOld: base, ObjectNew: tc.pod}); got != tc.want {
 			t.Errorf("%s: predicate = %t, want %t", name, got, tc.want)

@@ -108,6 +108,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	cost := time.Since(started)
+	r.warnTrouble(set, p)
 	claimErr := r.Executor.ClaimUnlabelled(ctx, set, unlabelled)
 	out, execErr := r.Executor.Execute(ctx, set, p, &set.Spec.Template, updateHash)
 	execErr = errors.Join(claimErr, execErr)

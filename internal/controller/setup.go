@@ -24,6 +24,7 @@ import (
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/execute"
+	"github.com/nodeagentset/nodeagentset/internal/health"
 	"github.com/nodeagentset/nodeagentset/internal/plan"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
 )
@@ -223,9 +224,18 @@ func podChanged(own *execute.Expectations) predicate.Predicate {
 				podtemplate.NodeOf(old) != podtemplate.NodeOf(cur) ||
 				(old.DeletionTimestamp == nil) != (cur.DeletionTimestamp == nil) ||
 				old.Status.Phase != cur.Status.Phase ||
-				oldReady != curReady || !oldSince.Equal(curSince)
+				oldReady != curReady || !oldSince.Equal(curSince) ||
+				troubleChanged(old, cur)
 		},
 	}
+}
+
+// troubleChanged: the reason the agent does not run (see health.Of)
+// appeared, changed or went, which a pass reports as a Warning.
+func troubleChanged(old, cur *corev1.Pod) bool {
+	a, _ := health.Of(old)
+	b, _ := health.Of(cur)
+	return a != b
 }
 
 // NewReconciler builds the reconciler with its executor on mgr's clients.

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/health"
 	"github.com/nodeagentset/nodeagentset/internal/plan"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
 	"github.com/nodeagentset/nodeagentset/internal/revision"
@@ -144,6 +145,9 @@ func Rows(set *nasv1alpha1.NodeAgentSet, p plan.Plan, updateHash string, now tim
 			r.Ready, r.Available = yesNo(ready), yesNo(plan.PodAvailable(pod, minReady, now))
 		}
 		r.Reason = reason(st, pod, deleting, creating, updateHash)
+		if r.Reason == "up to date" {
+			r.Reason = running(pod, r.Available == "yes")
+		}
 		rows = append(rows, r)
 	}
 	return rows
@@ -173,6 +177,24 @@ func reason(st plan.NodeState, pod *corev1.Pod, deleting, creating map[string]st
 		return "keeps running; new agents not placed: " + st.Eligibility.Reason
 	case podtemplate.Hash(pod) != updateHash:
 		return "to be updated"
+	}
+	return "up to date"
+}
+
+// running says whether an agent of the update revision really runs: a
+// pod that is Pending, crash-looping or not Ready is not "up to date" yet.
+func running(pod *corev1.Pod, available bool) string {
+	if c, ok := health.Of(pod); ok {
+		return "not running: " + c.Message
+	}
+	if _, ready := plan.ReadySince(pod); !ready {
+		if pod.Status.Phase == corev1.PodPending || pod.Status.Phase == "" {
+			return "starting: pod pending"
+		}
+		return "starting: not Ready yet"
+	}
+	if !available {
+		return "up to date; available once Ready for minReadySeconds"
 	}
 	return "up to date"
 }
