@@ -5,8 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -81,5 +83,38 @@ func TestOverwrittenStatusIsRestored(t *testing.T) {
 	eventually(t, "status restored", func() (bool, string) {
 		st := f.get(set).Status
 		return st.NumberAvailable == 2 && st.DesiredNumberScheduled == 2, fmt.Sprintf("%+v", st)
+	})
+}
+
+// A pass that fails before it can plan (here the API server refuses the
+// ControllerRevision: a template label value it does not accept) is
+// reported where a user looks, not only in the log.
+func TestPassFailuresAreReportedOnTheSet(t *testing.T) {
+	f := newFixture(t, "passfailure")
+	f.nodes(1)
+	set := f.newSet(func(s *nasv1alpha1.NodeAgentSet) { s.Spec.Template.Labels["note"] = "not a label value!" })
+	f.create(set)
+	eventually(t, "condition ReconcileFailure naming the refusal", func() (bool, string) {
+		c := meta.FindStatusCondition(f.get(set).Status.Conditions, nasv1alpha1.ConditionReconcileFailure)
+		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == "RevisionSyncFailed" &&
+			strings.Contains(c.Message, "not a label value!"), fmt.Sprintf("%+v", c)
+	})
+	eventually(t, "a Warning event", func() (bool, string) {
+		var events eventsv1.EventList
+		if err := k8s.List(f.ctx, &events, client.InNamespace(f.ns)); err != nil {
+			return false, err.Error()
+		}
+		for _, e := range events.Items {
+			if e.Regarding.Name == set.Name && e.Type == corev1.EventTypeWarning && e.Reason == "RevisionSyncFailed" {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d events, none RevisionSyncFailed", len(events.Items))
+	})
+	// Fixed, the condition goes.
+	f.update(set, func(s *nasv1alpha1.NodeAgentSet) { delete(s.Spec.Template.Labels, "note") })
+	eventually(t, "the condition gone", func() (bool, string) {
+		c := meta.FindStatusCondition(f.get(set).Status.Conditions, nasv1alpha1.ConditionReconcileFailure)
+		return c == nil, fmt.Sprintf("%+v", c)
 	})
 }
