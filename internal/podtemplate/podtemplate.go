@@ -14,6 +14,10 @@ import (
 // binds it to exactly that node, and kwok or a kubelet runs it.
 const nodeNameField = "metadata.name"
 
+// AnnotationDaemonSetPod is the Cluster Autoscaler's mark of a DaemonSet
+// pod, on every agent pod.
+const AnnotationDaemonSetPod = "cluster-autoscaler.kubernetes.io/daemonset-pod"
+
 // Build returns the pod to create for set on node from template, the
 // template of the revision with the given hash.
 func Build(set *nasv1alpha1.NodeAgentSet, template *corev1.PodTemplateSpec, hash, node string) *corev1.Pod {
@@ -24,12 +28,19 @@ func Build(set *nasv1alpha1.NodeAgentSet, template *corev1.PodTemplateSpec, hash
 	}
 	labels[nasv1alpha1.LabelRevisionHash] = hash
 	labels[nasv1alpha1.LabelSetName] = set.Name
+	annotations := t.Annotations
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	// The Cluster Autoscaler treats a pod so marked as a DaemonSet pod: it
+	// neither blocks a node's scale-down nor needs a place elsewhere.
+	annotations[AnnotationDaemonSetPod] = "true"
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName:    set.Name + "-",
 			Namespace:       set.Namespace,
 			Labels:          labels,
-			Annotations:     t.Annotations,
+			Annotations:     annotations,
 			Finalizers:      t.Finalizers,
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(set, nasv1alpha1.GroupVersion.WithKind("NodeAgentSet"))},
 		},

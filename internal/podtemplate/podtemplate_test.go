@@ -27,6 +27,9 @@ func TestBuildPinsLabelsAndOwns(t *testing.T) {
 	if len(terms) != 1 || len(terms[0].MatchExpressions) != 0 {
 		t.Errorf("the template's own terms were kept: %+v", terms)
 	}
+	if pod.Annotations[AnnotationDaemonSetPod] != "true" {
+		t.Errorf("annotations = %v, want the Cluster Autoscaler's DaemonSet-pod mark", pod.Annotations)
+	}
 	if ref := metav1.GetControllerOf(pod); ref == nil || ref.UID != "u" || ref.Kind != "NodeAgentSet" {
 		t.Errorf("controller reference = %+v", ref)
 	}
