@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
 )
 
 // Budgets are the rollout's limits, resolved against the desired nodes.
@@ -47,12 +48,14 @@ type Budgets struct {
 //     but the oldest pod of a node when it does not surge.
 //  3. A node never holds more than two pods, terminating ones included,
 //     and never two live pods of one revision.
-//  4. Scope: of the desired nodes whose agent is of an older revision,
-//     the last `partition` by name keep it (so nodes joining or leaving
-//     never release a held node: a joining node gets the update revision
-//     and is not counted); nodes rollingUpdate.nodeSelector does not
-//     match, and nodes where a new agent could not be placed, keep their
-//     old agent too.
+//  4. Scope: of the desired nodes whose agent is of the current revision
+//     (status.currentRevision, where the rollout started), the last
+//     `partition` by name keep it: nodes joining or leaving never release
+//     a held node (a joining node gets the update revision and is not
+//     counted), and a rollback to the current revision rolls back every
+//     agent of the abandoned one. Nodes rollingUpdate.nodeSelector does
+//     not match, and nodes where a new agent could not be placed, keep
+//     their old agent too.
 //  5. Paused, or the OnDelete strategy: no agent is deleted or surged for
 //     an update. Empty nodes still get an agent of the update revision.
 //  6. Progress: with the world standing still, passes end with every
@@ -176,12 +179,16 @@ func resolveBudgets(ru *nasv1alpha1.RollingUpdate, nodes []NodeState) Budgets {
 // scoper returns the function that says why a node is out of the
 // rollout's scope, or "" when it is in.
 func scoper(s Snapshot, ru *nasv1alpha1.RollingUpdate, nodes []NodeState, partition int) func(*NodeState) string {
-	// Partition counts nodes still running an older revision, not desired
-	// nodes: a node that joins gets the update revision and must not
-	// shift which nodes are held.
+	// Partition holds nodes still on the current revision (the one the
+	// rollout started from), not the last desired nodes: a node that joins
+	// gets the update revision and must not shift which nodes are held;
+	// and after a rollback to the current revision, agents of the
+	// abandoned one are not held but rolled back.
+	current := s.currentHash()
 	outdated := make([]string, 0, len(nodes))
 	for _, st := range nodes {
-		if st.Eligibility.ShouldRun && st.Old != nil && st.New == nil {
+		if st.Eligibility.ShouldRun && st.Old != nil && st.New == nil &&
+			(current == "" || podtemplate.Hash(st.Old) == current) {
 			outdated = append(outdated, st.Name)
 		}
 	}

@@ -141,3 +141,22 @@ func TestStuckSurgeIsUndoneWhenMaxSurgeDropsToZero(t *testing.T) {
 		t.Fatalf("deleted %v while maxSurge is 1", got)
 	}
 }
+
+// A rollback to the current revision with a partition rolls back every
+// agent of the abandoned revision: partition holds the current revision,
+// which the held nodes already run.
+func TestRollbackWithAPartitionRollsBackTheAbandonedRevision(t *testing.T) {
+	nodes := []*corev1.Node{mkNode("a", true), mkNode("b", true), mkNode("c", true), mkNode("d", true)}
+	pods := []*corev1.Pod{
+		mkPod("pa", "a", time.Minute, readyFor(time.Minute), rev("h2")),
+		mkPod("pb", "b", time.Minute, readyFor(time.Minute), rev("h2")),
+		mkPod("pc", "c", time.Minute, readyFor(time.Minute)),
+		mkPod("pd", "d", time.Minute, readyFor(time.Minute)),
+	}
+	s := rolloutSnapshot(nodes, pods, nasv1alpha1.RollingUpdate{MaxUnavailable: int32Budget(2), Partition: int32Budget(2)}, 0)
+	s.UpdateHash = "h1" // the template equals the current revision again
+	s.Set.Status.CurrentRevision = s.Set.Name + "-h1"
+	if got := deletedPods(Compute(s)); !slices.Equal(got, []string{"pa", "pb"}) {
+		t.Fatalf("deleted %v, want the agents of the abandoned revision [pa pb]", got)
+	}
+}

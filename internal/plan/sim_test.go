@@ -115,6 +115,33 @@ func newSim(seed uint64, c simConfig) *sim {
 
 func (s *sim) newTemplate() { s.hashes++; s.hash = fmt.Sprintf("rev%d", s.hashes) }
 
+// rollback makes the template equal an earlier one again.
+func (s *sim) rollback() {
+	if s.hashes > 1 {
+		s.hash = fmt.Sprintf("rev%d", 1+s.rng.IntN(s.hashes))
+	}
+}
+
+// settleCurrent plays status: once every desired node runs one agent, of
+// the update revision, that revision becomes the current one.
+func (s *sim) settleCurrent() {
+	snap := s.snapshot()
+	spec := eligibility.AgentSpec(&s.set.Spec.Template.Spec)
+	pods := map[string][]*corev1.Pod{}
+	for _, p := range snap.Pods {
+		pods[podtemplate.NodeOf(p)] = append(pods[podtemplate.NodeOf(p)], p)
+	}
+	for _, n := range snap.Nodes {
+		if !eligibility.Evaluate(n, spec).ShouldRun {
+			continue
+		}
+		if ps := pods[n.Name]; len(ps) != 1 || podtemplate.Hash(ps[0]) != s.hash || ps[0].DeletionTimestamp != nil {
+			return
+		}
+	}
+	s.set.Status.CurrentRevision = s.set.Name + "-" + s.hash
+}
+
 func (s *sim) addNode() {
 	s.seq++
 	n := mkNode(fmt.Sprintf("n%03d", s.seq), s.rng.IntN(8) != 0)
@@ -204,7 +231,11 @@ func (s *sim) chaos(allowTemplateChange bool) {
 			sp.readyAt = s.now
 		}
 	case r < 24 && allowTemplateChange:
-		s.newTemplate()
+		if s.rng.IntN(3) == 0 {
+			s.rollback()
+		} else {
+			s.newTemplate()
+		}
 	case r < 28:
 		if ru := s.set.Spec.UpdateStrategy.RollingUpdate; ru != nil {
 			ru.Paused = !ru.Paused
@@ -243,6 +274,7 @@ func (s *sim) pass() error {
 		return err
 	}
 	s.apply(p)
+	s.settleCurrent()
 	after := measure(s.snapshot(), s.hash)
 	b := p.Rollout
 	switch {
@@ -296,9 +328,9 @@ func (s *sim) checkPlan(snap Snapshot, p Plan) error {
 		return fmt.Errorf("%d Ready old agents deleted with %d desired nodes already without an available agent (maxUnavailable %d)",
 			readyDeleted, before.unavailable, p.Rollout.MaxUnavailable)
 	}
-	if kept := s.outdatedAfter(snap, p); kept < min(p.Rollout.Partition, before.outdated) {
-		return fmt.Errorf("partition %d: only %d nodes keep an older agent after the pass (before %d)",
-			p.Rollout.Partition, kept, before.outdated)
+	if kept, was := s.outdatedAfter(snap, p), s.outdatedAfter(snap, Plan{}); kept < min(p.Rollout.Partition, was) {
+		return fmt.Errorf("partition %d: only %d nodes keep the current revision's agent after the pass (before %d)",
+			p.Rollout.Partition, kept, was)
 	}
 	for _, c := range p.Creates {
 		if n := st[c.Node]; n.Old != nil && !slices.ContainsFunc(p.Deletes, func(d Delete) bool { return d.Pod.UID == n.Old.UID }) {
@@ -330,6 +362,13 @@ func (s *sim) outOfScope(snap Snapshot, partition int) map[string]bool {
 		}
 		revs[n][podtemplate.Hash(p) == s.hash] = true
 	}
+	onCurrent := map[string]bool{}
+	current := strings.TrimPrefix(s.set.Status.CurrentRevision, s.set.Name+"-")
+	for _, p := range snap.Pods {
+		if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning && (current == "" || podtemplate.Hash(p) == current) {
+			onCurrent[podtemplate.NodeOf(p)] = true
+		}
+	}
 	var outdated []string
 	out := map[string]bool{}
 	canary := s.set.Spec.UpdateStrategy.RollingUpdate.NodeSelector
@@ -337,7 +376,7 @@ func (s *sim) outOfScope(snap Snapshot, partition int) map[string]bool {
 		if !eligibility.Evaluate(n, spec).ShouldRun {
 			continue
 		}
-		if revs[n.Name][false] && !revs[n.Name][true] {
+		if revs[n.Name][false] && !revs[n.Name][true] && onCurrent[n.Name] {
 			outdated = append(outdated, n.Name)
 		}
 		if canary != nil && s.nodes[n.Name].Labels["canary"] != "yes" {
@@ -392,9 +431,6 @@ func measure(snap Snapshot, hash string) measures {
 			}
 			if hasNew && hasOld {
 				m.surging++
-			}
-			if hasOld && !hasNew {
-				m.outdated++
 			}
 		}
 	}
@@ -456,8 +492,9 @@ func (s *sim) run(steps int) error {
 	return fmt.Errorf("did not converge after the world stood still: %s", why)
 }
 
-// outdatedAfter counts the desired nodes that would still run only older
-// agents once p is carried out.
+// outdatedAfter counts the desired nodes that would still run only an
+// agent of the current revision (or of any older one before the first
+// rollout completed) once p is carried out.
 func (s *sim) outdatedAfter(snap Snapshot, p Plan) int {
 	gone := map[types.UID]bool{}
 	for _, d := range p.Deletes {
@@ -468,14 +505,16 @@ func (s *sim) outdatedAfter(snap Snapshot, p Plan) int {
 		fresh[c.Node] = true
 	}
 	spec := eligibility.AgentSpec(&s.set.Spec.Template.Spec)
+	current := strings.TrimPrefix(s.set.Status.CurrentRevision, s.set.Name+"-")
 	hasOld, hasNew := map[string]bool{}, map[string]bool{}
 	for _, pod := range snap.Pods {
 		if gone[pod.UID] || pod.DeletionTimestamp != nil || pod.Status.Phase != corev1.PodRunning {
 			continue
 		}
-		if podtemplate.Hash(pod) == s.hash {
+		switch h := podtemplate.Hash(pod); {
+		case h == s.hash:
 			hasNew[podtemplate.NodeOf(pod)] = true
-		} else {
+		case current == "" || h == current:
 			hasOld[podtemplate.NodeOf(pod)] = true
 		}
 	}

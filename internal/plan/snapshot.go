@@ -6,6 +6,7 @@ package plan
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,6 +33,16 @@ type Snapshot struct {
 	// Backoff maps a node to the moment before which a failed agent there is
 	// left in place rather than replaced.
 	Backoff map[string]time.Time
+}
+
+// currentHash is the hash of the set's current revision (named
+// <set>-<hash>), the one its rollout started from; empty before the first.
+func (s Snapshot) currentHash() string {
+	name := s.Set.Status.CurrentRevision
+	if rest, ok := strings.CutPrefix(name, s.Set.Name+"-"); ok {
+		return rest
+	}
+	return ""
 }
 
 // NodeState is what the plan saw on one node and made of it.
