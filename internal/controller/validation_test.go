@@ -129,6 +129,8 @@ func TestInvalidSpecsAreRefusedNamingTheField(t *testing.T) {
 		{"nodeSelector label value not a label value", rolling(func(r *nasv1alpha1.RollingUpdate) {
 			r.NodeSelector = &nasv1alpha1.LabelSelector{MatchLabels: map[string]nasv1alpha1.LabelValue{"canary": "yes!"}}
 		}), "spec.updateStrategy.rollingUpdate.nodeSelector.matchLabels[canary]"},
+		{"template label value not a label value", func(s *nasv1alpha1.NodeAgentSet) { s.Spec.Template.Labels["tier"] = "-x" },
+			"spec.template.metadata.labels.tier"},
 		{"no container", func(s *nasv1alpha1.NodeAgentSet) { s.Spec.Template.Spec.Containers = []corev1.Container{} },
 			"spec.template.spec.containers"},
 		{"container name not a DNS-1123 label", func(s *nasv1alpha1.NodeAgentSet) { s.Spec.Template.Spec.Containers[0].Name = "Agent_1" },

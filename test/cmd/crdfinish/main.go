@@ -16,7 +16,8 @@
 //     `kubectl explain pod.spec` has them in full.
 //   - What apps/v1 refuses in a pod template and a schema can say within
 //     the API server's CEL cost budget: at least one container; container
-//     and init container names are DNS-1123 labels.
+//     and init container names are DNS-1123 labels; label values are label
+//     values.
 package main
 
 import (
@@ -93,6 +94,11 @@ func finish(in []byte) ([]byte, error) {
 		if err := restrictPodSpec(podSpec); err != nil {
 			return nil, err
 		}
+		labels, err := dig(template, "properties", "metadata", "properties", "labels")
+		if err != nil {
+			return nil, err
+		}
+		restrictLabels(labels)
 	}
 	out, err := yaml.Marshal(crd)
 	if err != nil {
@@ -208,4 +214,19 @@ func restrictPodSpec(podSpec schema) error {
 		name["pattern"] = dns1123Label
 	}
 	return nil
+}
+
+// labelValue is a label value as apps/v1 checks it (and as the selector's
+// rule in api/v1alpha1/selector.go does).
+const labelValue = `^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`
+
+// restrictLabels makes the template's label values valid label values (a
+// pod with others is refused at creation). Not the keys: a map's keys can
+// only be checked by CEL, and even a bare k.matches(...) over this map (no
+// maxProperties: apps/v1 sets no limit) is 1.3 times over the API server's
+// cost budget.
+func restrictLabels(labels schema) {
+	value, _ := labels["additionalProperties"].(schema)
+	value["maxLength"] = float64(63)
+	value["pattern"] = labelValue
 }
