@@ -34,6 +34,9 @@ help: ## Show this help.
 manifests: tools ## Generate the CRD and RBAC under config/ from the API types and markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:generateEmbeddedObjectMeta=true paths="./api/...;./internal/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	@# What markers cannot say about the embedded pod template, and int32
+	@# bounds everywhere (see test/cmd/crdfinish).
+	go run ./test/cmd/crdfinish config/crd/bases/*.yaml
 	@# The Helm chart ships the same CRD and RBAC rules.
 	cp config/crd/bases/*.yaml $(CHART)/crds/
 	cp config/rbac/role.yaml $(CHART)/files/manager-role.yaml

@@ -29,9 +29,10 @@ const (
 
 // NodeAgentSetSpec is the desired state of a NodeAgentSet.
 // +kubebuilder:validation:XValidation:rule="!has(self.template.spec.restartPolicy) || self.template.spec.restartPolicy == 'Always'",message="spec.template.spec.restartPolicy: only \"Always\" is supported",fieldPath=".template.spec.restartPolicy"
+// +kubebuilder:validation:XValidation:rule="!has(self.template.spec.ephemeralContainers) || size(self.template.spec.ephemeralContainers) == 0",message="spec.template.spec.ephemeralContainers: must not be set: a pod template has no ephemeral containers",fieldPath=".template.spec.ephemeralContainers"
 // +kubebuilder:validation:XValidation:rule="!has(self.template.spec.activeDeadlineSeconds)",message="spec.template.spec.activeDeadlineSeconds: must not be set: an agent runs until it is replaced",fieldPath=".template.spec.activeDeadlineSeconds"
 // +kubebuilder:validation:XValidation:rule="!has(self.selector.matchLabels) || self.selector.matchLabels.all(k, has(self.template.metadata.labels) && k in self.template.metadata.labels && self.template.metadata.labels[k] == self.selector.matchLabels[k])",message="spec.selector: matchLabels do not match spec.template.metadata.labels",fieldPath=".selector"
-// +kubebuilder:validation:XValidation:rule="!has(self.selector.matchExpressions) || self.selector.matchExpressions.all(e, e.operator == 'In' ? (has(self.template.metadata.labels) && e.key in self.template.metadata.labels && self.template.metadata.labels[e.key] in e.values) : e.operator == 'NotIn' ? !(has(self.template.metadata.labels) && e.key in self.template.metadata.labels && self.template.metadata.labels[e.key] in e.values) : e.operator == 'Exists' ? (has(self.template.metadata.labels) && e.key in self.template.metadata.labels) : !(has(self.template.metadata.labels) && e.key in self.template.metadata.labels))",message="spec.selector: matchExpressions do not match spec.template.metadata.labels",fieldPath=".selector"
+// +kubebuilder:validation:XValidation:rule="!has(self.selector.matchExpressions) || self.selector.matchExpressions.all(e, e.operator == 'In' ? (has(e.values) && has(self.template.metadata.labels) && e.key in self.template.metadata.labels && self.template.metadata.labels[e.key] in e.values) : e.operator == 'NotIn' ? !(has(e.values) && has(self.template.metadata.labels) && e.key in self.template.metadata.labels && self.template.metadata.labels[e.key] in e.values) : e.operator == 'Exists' ? (has(self.template.metadata.labels) && e.key in self.template.metadata.labels) : !(has(self.template.metadata.labels) && e.key in self.template.metadata.labels))",message="spec.selector: matchExpressions do not match spec.template.metadata.labels",fieldPath=".selector"
 type NodeAgentSetSpec struct {
 	// Selector selects the pods this set owns. It must match the template's
 	// labels, must not be empty, and cannot change after creation.
@@ -91,8 +92,7 @@ type RollingUpdate struct {
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:XIntOrString
 	// +kubebuilder:validation:MaxLength=4
-	// +kubebuilder:validation:Pattern=`^(100|[1-9]?[0-9])%$`
-	// +kubebuilder:validation:XValidation:rule="type(self) != int || self >= 0",message="spec.updateStrategy.rollingUpdate.maxUnavailable: must not be negative"
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 0 : self.matches('^(100|[1-9]?[0-9])%$')",message="spec.updateStrategy.rollingUpdate.maxUnavailable: must be an integer ≥ 0 or a percent from 0% to 100%"
 	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
 
 	// MaxSurge is the most nodes that may run an old and a new pod at once
@@ -102,8 +102,7 @@ type RollingUpdate struct {
 	// +kubebuilder:default=0
 	// +kubebuilder:validation:XIntOrString
 	// +kubebuilder:validation:MaxLength=4
-	// +kubebuilder:validation:Pattern=`^(100|[1-9]?[0-9])%$`
-	// +kubebuilder:validation:XValidation:rule="type(self) != int || self >= 0",message="spec.updateStrategy.rollingUpdate.maxSurge: must not be negative"
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 0 : self.matches('^(100|[1-9]?[0-9])%$')",message="spec.updateStrategy.rollingUpdate.maxSurge: must be an integer ≥ 0 or a percent from 0% to 100%"
 	MaxSurge *intstr.IntOrString `json:"maxSurge,omitempty"`
 
 	// Partition is the number (or percent of eligible nodes, rounded down)
@@ -113,14 +112,13 @@ type RollingUpdate struct {
 	// +kubebuilder:default=0
 	// +kubebuilder:validation:XIntOrString
 	// +kubebuilder:validation:MaxLength=4
-	// +kubebuilder:validation:Pattern=`^(100|[1-9]?[0-9])%$`
-	// +kubebuilder:validation:XValidation:rule="type(self) != int || self >= 0",message="spec.updateStrategy.rollingUpdate.partition: must not be negative"
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 0 : self.matches('^(100|[1-9]?[0-9])%$')",message="spec.updateStrategy.rollingUpdate.partition: must be an integer ≥ 0 or a percent from 0% to 100%"
 	Partition *intstr.IntOrString `json:"partition,omitempty"`
 
 	// NodeSelector, when set, limits updates to the nodes it matches; the
 	// others keep their revision (a canary by label).
 	// +optional
-	NodeSelector *metav1.LabelSelector `json:"nodeSelector,omitempty"`
+	NodeSelector *LabelSelector `json:"nodeSelector,omitempty"`
 
 	// Paused stops replacing pods. Nodes without a pod still get one, of the
 	// update revision.
@@ -196,6 +194,7 @@ type NodeAgentSetStatus struct {
 
 // NodeAgentSet runs one agent pod on every eligible node.
 // +kubebuilder:object:root=true
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="metadata.name: must be no more than 63 characters: it is the value of the label nodeagentset.io/name on every pod of the set"
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=nas,categories=all
 // +kubebuilder:printcolumn:name="Desired",type=integer,JSONPath=".status.desiredNumberScheduled"

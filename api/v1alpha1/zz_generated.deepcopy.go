@@ -197,7 +197,7 @@ func (in *RollingUpdate) DeepCopyInto(out *RollingUpdate) {
 	}
 	if in.NodeSelector != nil {
 		in, out := &in.NodeSelector, &out.NodeSelector
-		*out = new(v1.LabelSelector)
+		*out = new(LabelSelector)
 		(*in).DeepCopyInto(*out)
 	}
 }

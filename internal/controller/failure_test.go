@@ -16,17 +16,17 @@ import (
 )
 
 // A template the CRD schema accepts but the API server refuses at pod
-// creation (a container name that is not a DNS label) shows as a Warning
+// creation (a volume mount naming no volume) shows as a Warning
 // event and a PodFailure condition carrying the server's own message; fixing
 // the template clears the condition.
 func TestPodCreateRefusalIsReportedWithTheServerMessage(t *testing.T) {
 	f := newFixture(t, "refused")
 	nodes := f.nodes(2)
 	set := f.newSet()
-	set.Spec.Template.Spec.Containers[0].Name = "Not_A_DNS_Label"
+	set.Spec.Template.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "missing", MountPath: "/data"}}
 	f.create(set)
 
-	const serverSays = "spec.containers[0].name: Invalid value"
+	const serverSays = "spec.containers[0].volumeMounts[0].name: Not found"
 	eventually(t, "a FailedCreate event with the server's message", func() (bool, string) {
 		var events eventsv1.EventList
 		if err := k8s.List(f.ctx, &events, client.InNamespace(f.ns)); err != nil {
@@ -49,7 +49,7 @@ func TestPodCreateRefusalIsReportedWithTheServerMessage(t *testing.T) {
 		t.Fatalf("%d pods exist for a template the server refuses", len(pods))
 	}
 
-	f.update(set, func(s *nasv1alpha1.NodeAgentSet) { s.Spec.Template.Spec.Containers[0].Name = "agent" })
+	f.update(set, func(s *nasv1alpha1.NodeAgentSet) { s.Spec.Template.Spec.Containers[0].VolumeMounts = nil })
 	eventually(t, "pods once the template is fixed", f.onePerNode(set, nodes))
 	eventually(t, "PodFailure cleared", func() (bool, string) {
 		c := meta.FindStatusCondition(f.get(set).Status.Conditions, nasv1alpha1.ConditionPodFailure)

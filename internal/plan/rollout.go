@@ -201,7 +201,7 @@ func scoper(s Snapshot, ru *nasv1alpha1.RollingUpdate, nodes []NodeState, partit
 	var nodeLabels map[string]labels.Set
 	if ru.NodeSelector != nil {
 		var err error
-		if selector, err = metav1.LabelSelectorAsSelector(ru.NodeSelector); err != nil {
+		if selector, err = metav1.LabelSelectorAsSelector(ru.NodeSelector.AsMeta()); err != nil {
 			selector = labels.Nothing()
 		}
 		nodeLabels = make(map[string]labels.Set, len(s.Nodes))

@@ -100,7 +100,7 @@ func newSim(seed uint64, c simConfig) *sim {
 	s.set.Spec.MinReadySeconds = c.minReady
 	ru := &nasv1alpha1.RollingUpdate{MaxUnavailable: ptr.To(c.maxUnavailable), MaxSurge: ptr.To(c.maxSurge), Partition: ptr.To(c.partition)}
 	if c.canary {
-		ru.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"canary": "yes"}}
+		ru.NodeSelector = &nasv1alpha1.LabelSelector{MatchLabels: map[string]nasv1alpha1.LabelValue{"canary": "yes"}}
 	}
 	s.set.Spec.UpdateStrategy = nasv1alpha1.UpdateStrategy{Type: nasv1alpha1.RollingUpdateStrategy, RollingUpdate: ru}
 	if c.onDelete {

@@ -246,7 +246,8 @@ func TestRefusedTemplateBacksOffAndSparesOtherSets(t *testing.T) {
 		t.Fatal(err)
 	}
 	broken := agentSet("broken", "agent")
-	broken.Spec.Template.Spec.Containers[0].Name = "Not_A_DNS_Label"
+	// The CRD accepts it; pod creation refuses it.
+	broken.Spec.Template.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "missing", MountPath: "/data"}}
 	if err := env.k.Create(t.Context(), broken); err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +271,7 @@ func TestRefusedTemplateBacksOffAndSparesOtherSets(t *testing.T) {
 	if refused == 0 || refused > 20 {
 		t.Errorf("%d refused pod creates in 20s; want a few (backoff), not none and not a hot loop", refused)
 	}
-	if msg := conditionMessage(env.get(t, broken), nasv1alpha1.ConditionPodFailure); !strings.Contains(msg, "Invalid value") {
+	if msg := conditionMessage(env.get(t, broken), nasv1alpha1.ConditionPodFailure); !strings.Contains(msg, "volumeMounts[0].name: Not found") {
 		t.Errorf("PodFailure condition does not carry the server's message: %q", msg)
 	}
 	if st := env.get(t, healthy).Status; st.NumberAvailable != int32(len(nodes)) {

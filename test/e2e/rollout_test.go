@@ -283,7 +283,7 @@ func (e *rolloutEnv) partition(t *testing.T) {
 func (e *rolloutEnv) canary(t *testing.T) {
 	set := e.deploy(t, "canary", func(s *nasv1alpha1.NodeAgentSet) {
 		s.Spec.UpdateStrategy.RollingUpdate = &nasv1alpha1.RollingUpdate{
-			NodeSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"canary": "yes"}}}
+			NodeSelector: &nasv1alpha1.LabelSelector{MatchLabels: map[string]nasv1alpha1.LabelValue{"canary": "yes"}}}
 	})
 	ch := watchPods(t, e.c.Client, set, e.nodes)
 	e.update(t, set, image("registry.example/agent:2"))
