@@ -167,13 +167,13 @@ type NodeAgentSetStatus struct {
 	NumberReady int32 `json:"numberReady"`
 	// NumberAvailable is the number of desired nodes with an available agent pod.
 	// +optional
-	NumberAvailable int32 `json:"numberAvailable,omitempty"`
+	NumberAvailable int32 `json:"numberAvailable"`
 	// NumberUnavailable is the number of desired nodes without an available agent pod.
 	// +optional
-	NumberUnavailable int32 `json:"numberUnavailable,omitempty"`
+	NumberUnavailable int32 `json:"numberUnavailable"`
 	// UpdatedNumberScheduled is the number of nodes running a pod of the update revision.
 	// +optional
-	UpdatedNumberScheduled int32 `json:"updatedNumberScheduled,omitempty"`
+	UpdatedNumberScheduled int32 `json:"updatedNumberScheduled"`
 	// CollisionCount counts hash collisions of revision names; it salts the
 	// hash of the next revision.
 	// +optional

@@ -87,17 +87,17 @@ func TestOverwrittenStatusIsRestored(t *testing.T) {
 }
 
 // A pass that fails before it can plan (here the API server refuses the
-// ControllerRevision: a template label value it does not accept) is
+// ControllerRevision: a template label key it does not accept, which the CRD cannot check) is
 // reported where a user looks, not only in the log.
 func TestPassFailuresAreReportedOnTheSet(t *testing.T) {
 	f := newFixture(t, "passfailure")
 	f.nodes(1)
-	set := f.newSet(func(s *nasv1alpha1.NodeAgentSet) { s.Spec.Template.Labels["note"] = "not a label value!" })
+	set := f.newSet(func(s *nasv1alpha1.NodeAgentSet) { s.Spec.Template.Labels["not a key!"] = "x" })
 	f.create(set)
 	eventually(t, "condition ReconcileFailure naming the refusal", func() (bool, string) {
 		c := meta.FindStatusCondition(f.get(set).Status.Conditions, nasv1alpha1.ConditionReconcileFailure)
 		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == "RevisionSyncFailed" &&
-			strings.Contains(c.Message, "not a label value!"), fmt.Sprintf("%+v", c)
+			strings.Contains(c.Message, "not a key!"), fmt.Sprintf("%+v", c)
 	})
 	eventually(t, "a Warning event", func() (bool, string) {
 		var events eventsv1.EventList
@@ -112,7 +112,7 @@ func TestPassFailuresAreReportedOnTheSet(t *testing.T) {
 		return false, fmt.Sprintf("%d events, none RevisionSyncFailed", len(events.Items))
 	})
 	// Fixed, the condition goes.
-	f.update(set, func(s *nasv1alpha1.NodeAgentSet) { delete(s.Spec.Template.Labels, "note") })
+	f.update(set, func(s *nasv1alpha1.NodeAgentSet) { delete(s.Spec.Template.Labels, "not a key!") })
 	eventually(t, "the condition gone", func() (bool, string) {
 		c := meta.FindStatusCondition(f.get(set).Status.Conditions, nasv1alpha1.ConditionReconcileFailure)
 		return c == nil, fmt.Sprintf("%+v", c)
