@@ -118,3 +118,29 @@ func TestPassFailuresAreReportedOnTheSet(t *testing.T) {
 		return c == nil, fmt.Sprintf("%+v", c)
 	})
 }
+
+// A refusal with a message longer than an event note may be (1024 bytes)
+// still leaves a FailedCreate event: the note is clipped, not refused.
+func TestLongRefusalsStillLeaveAnEvent(t *testing.T) {
+	f := newFixture(t, "longrefusal")
+	f.nodes(1)
+	set := f.newSet()
+	for i := range 40 {
+		set.Spec.Template.Spec.Containers[0].VolumeMounts = append(set.Spec.Template.Spec.Containers[0].VolumeMounts,
+			corev1.VolumeMount{Name: fmt.Sprintf("missing-volume-number-%d", i), MountPath: fmt.Sprintf("/data/%d", i)})
+	}
+	f.create(set)
+	eventually(t, "a FailedCreate event with the start of the server's message", func() (bool, string) {
+		var events eventsv1.EventList
+		if err := k8s.List(f.ctx, &events, client.InNamespace(f.ns)); err != nil {
+			return false, err.Error()
+		}
+		for _, e := range events.Items {
+			if e.Regarding.Name == set.Name && e.Reason == "FailedCreate" {
+				return len(e.Note) <= 1024 && strings.Contains(e.Note, "missing-volume-number-0"), e.Note
+			}
+		}
+		c := meta.FindStatusCondition(f.get(set).Status.Conditions, nasv1alpha1.ConditionPodFailure)
+		return false, fmt.Sprintf("%d events, no FailedCreate; PodFailure %d bytes", len(events.Items), len(fmt.Sprint(c)))
+	})
+}
