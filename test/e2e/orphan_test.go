@@ -197,7 +197,7 @@ func TestOrphanDeletionLeftStuckFinishesAfterUpgrade(t *testing.T) {
 	if err := k.Create(ctx, namespace("stuck")); err != nil {
 		t.Fatal(err)
 	}
-	set := agentSet("stuck", "agent")
+	set := agentSet("stuck", "exporter")
 	if err := k.Create(ctx, set.DeepCopy()); err != nil {
 		t.Fatal(err)
 	}
