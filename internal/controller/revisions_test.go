@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
@@ -31,7 +32,13 @@ func labelPatch(cr *appsv1.ControllerRevision) error {
 // produces, and accepts it for the canonical form.
 func TestAPIServerPatchesOnlyCanonicalRevisionData(t *testing.T) {
 	f := newFixture(t, "revpatch")
-	encoded, err := revision.Encode(&f.newSet().Spec.Template)
+	// What a re-encoding could change: characters encoding/json escapes,
+	// non-ASCII text, an integer float64 would round.
+	tmpl := f.newSet().Spec.Template
+	tmpl.Annotations = map[string]string{"note": "a < b && c > d, déjà vu \u2028 \"quoted\""}
+	tmpl.Spec.Containers[0].Command = []string{"sh", "-c", "exec agent 2>&1 | tee /log"}
+	tmpl.Spec.TerminationGracePeriodSeconds = ptr.To[int64](9007199254740993)
+	encoded, err := revision.Encode(&tmpl)
 	if err != nil {
 		t.Fatal(err)
 	}

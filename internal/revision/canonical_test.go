@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
@@ -23,6 +25,32 @@ const (
 	// goldenHash1 is its hash after one collision.
 	goldenHash1 = "866774bd4c"
 )
+
+// goldenTemplate exercises what makes the two encodings differ: struct
+// fields out of alphabetical order at every level, maps, numbers, and
+// characters encoding/json escapes.
+func goldenTemplate() *corev1.PodTemplateSpec {
+	return &corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{
+			Labels:      map[string]string{"app": "agent", "tier": "node"},
+			Annotations: map[string]string{"note": "a < b && c > d"},
+		},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{
+				Name:    "agent",
+				Image:   "registry.example/agent:1.2.3",
+				Command: []string{"sh", "-c", "exec agent --port=9100 && true"},
+				Ports:   []corev1.ContainerPort{{Name: "metrics", ContainerPort: 9100, HostPort: 9100, Protocol: corev1.ProtocolTCP}},
+				Resources: corev1.ResourceRequirements{
+					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+				},
+			}},
+			HostNetwork:                   true,
+			TerminationGracePeriodSeconds: ptr.To[int64](30),
+			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+		},
+	}
+}
 
 func TestHashOfAnUnchangedTemplateIsUnchanged(t *testing.T) {
 	e, err := Encode(goldenTemplate())
@@ -152,4 +180,32 @@ func BenchmarkIsCanonical(b *testing.B) {
 	for b.Loop() {
 		_, _ = IsCanonical(cr)
 	}
+}
+
+// Canonical is a fixed point, and keeps every value: what it returns is
+// canonical itself and decodes to what its input decodes to.
+func FuzzCanonical(f *testing.F) {
+	f.Add([]byte(goldenLegacy))
+	f.Add([]byte(`{"b":{"d":1,"c":[{"z":true,"y":null}]},"a":"\u003c\u2028"}`))
+	f.Add([]byte(`[1e400, 0.1, -0, "x"]`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		once, err := Canonical(raw)
+		if err != nil {
+			return
+		}
+		twice, err := Canonical(once)
+		if err != nil || !bytes.Equal(once, twice) {
+			t.Fatalf("Canonical(%s) = %s, then %s, %v", raw, once, twice, err)
+		}
+		var in, out any
+		if json.Unmarshal(raw, &in) == nil && json.Unmarshal(once, &out) == nil && !equalJSON(in, out) {
+			t.Fatalf("Canonical(%s) = %s changed a value", raw, once)
+		}
+	})
+}
+
+func equalJSON(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return bytes.Equal(x, y)
 }

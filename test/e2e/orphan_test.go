@@ -28,66 +28,88 @@ import (
 // same name adopts them and re-uses its revision: no pod deleted, created
 // or restarted.
 func TestOrphanCascadeThenRecreation(t *testing.T) {
-	ctx := t.Context()
-	// The default controllers include the garbage collector.
-	c, nodes := chaosCluster(t, 4, cluster.Options{})
-	k := startManager(t, c)
-	if err := k.Create(ctx, namespace("orphan")); err != nil {
+	e := deployConverged(t, "orphan", "agent", 4)
+	ch := watchPods(t, e.c.Client, e.set, e.nodes)
+	if err := e.k.Delete(t.Context(), e.old, client.PropagationPolicy(metav1.DeletePropagationOrphan)); err != nil {
 		t.Fatal(err)
 	}
-	set := agentSet("orphan", "agent")
-	if err := k.Create(ctx, set.DeepCopy()); err != nil {
-		t.Fatal(err)
-	}
-	eligible := map[string]bool{}
-	for _, n := range nodes {
-		eligible[n] = true
-	}
-	if err := waitConverged(ctx, k, set, eligible); err != nil {
-		t.Fatal(err)
-	}
-	old := &nasv1alpha1.NodeAgentSet{}
-	if err := k.Get(ctx, client.ObjectKeyFromObject(set), old); err != nil {
-		t.Fatal(err)
-	}
-	before := agentUIDs(t, k, set)
-	ch := watchPods(t, c.Client, set, nodes)
-
-	if err := k.Delete(ctx, old, client.PropagationPolicy(metav1.DeletePropagationOrphan)); err != nil {
-		t.Fatal(err)
-	}
-	waitGone(t, k, set)
-	for _, p := range mustPods(t, k, set) {
+	waitGone(t, e.k, e.set)
+	for _, p := range mustPods(t, e.k, e.set) {
 		if len(p.OwnerReferences) != 0 {
 			t.Errorf("pod %s still has owners %v after the orphaning deletion", p.Name, p.OwnerReferences)
 		}
 	}
-
-	if err := k.Create(ctx, set.DeepCopy()); err != nil {
-		t.Fatal(err)
-	}
-	again := waitAdopted(t, k, set, len(nodes))
-	if again.Status.UpdateRevision != old.Status.UpdateRevision {
-		t.Errorf("update revision %s, want the orphaned %s re-used", again.Status.UpdateRevision, old.Status.UpdateRevision)
-	}
-	assertRevisionsAdopted(t, k, again)
-	if after := agentUIDs(t, k, set); !maps.Equal(after, before) {
-		t.Errorf("agents replaced: before %v, after %v", before, after)
-	}
+	e.recreateAndCheckAdoption(t)
 	ch.mu.Lock()
 	seen := slices.Collect(maps.Keys(ch.pods))
 	ch.mu.Unlock()
 	for _, uid := range seen {
-		if ch.wasDeleted(uid) || !slices.Contains(slices.Collect(maps.Values(before)), uid) {
+		if ch.wasDeleted(uid) || !slices.Contains(slices.Collect(maps.Values(e.before)), uid) {
 			t.Errorf("pod %s was created or deleted while orphaned and adopted", uid)
 		}
 	}
-	for _, p := range mustPods(t, k, set) {
+	for _, p := range mustPods(t, e.k, e.set) {
 		for _, s := range p.Status.ContainerStatuses {
 			if s.RestartCount != 0 {
 				t.Errorf("pod %s container %s restarted %d times", p.Name, s.Name, s.RestartCount)
 			}
 		}
+	}
+}
+
+// orphanEnv is a cluster running the manager and one converged set.
+type orphanEnv struct {
+	c     *cluster.Cluster
+	k     client.Client
+	nodes []string
+	// set is the spec to re-create; old the set as first created.
+	set, old *nasv1alpha1.NodeAgentSet
+	// before is the agents' pod UIDs by node.
+	before map[string]types.UID
+}
+
+// deployConverged starts a cluster of n nodes (the default controllers
+// include the garbage collector) and the manager, and deploys a set.
+func deployConverged(t *testing.T, ns, name string, n int) *orphanEnv {
+	t.Helper()
+	ctx := t.Context()
+	e := &orphanEnv{set: agentSet(ns, name), old: &nasv1alpha1.NodeAgentSet{}}
+	e.c, e.nodes = chaosCluster(t, n, cluster.Options{})
+	e.k = startManager(t, e.c)
+	if err := e.k.Create(ctx, namespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.k.Create(ctx, e.set.DeepCopy()); err != nil {
+		t.Fatal(err)
+	}
+	eligible := map[string]bool{}
+	for _, n := range e.nodes {
+		eligible[n] = true
+	}
+	if err := waitConverged(ctx, e.k, e.set, eligible); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.k.Get(ctx, client.ObjectKeyFromObject(e.set), e.old); err != nil {
+		t.Fatal(err)
+	}
+	e.before = agentUIDs(t, e.k, e.set)
+	return e
+}
+
+// recreateAndCheckAdoption re-creates the deleted set and checks that it
+// adopts the same agents and re-uses its revision.
+func (e *orphanEnv) recreateAndCheckAdoption(t *testing.T) {
+	t.Helper()
+	if err := e.k.Create(t.Context(), e.set.DeepCopy()); err != nil {
+		t.Fatal(err)
+	}
+	again := waitAdopted(t, e.k, e.set, len(e.nodes))
+	if again.Status.UpdateRevision != e.old.Status.UpdateRevision {
+		t.Errorf("update revision %s, want the orphaned %s re-used", again.Status.UpdateRevision, e.old.Status.UpdateRevision)
+	}
+	assertRevisionsAdopted(t, e.k, again)
+	if after := agentUIDs(t, e.k, e.set); !maps.Equal(after, e.before) {
+		t.Errorf("agents replaced: before %v, after %v", e.before, after)
 	}
 }
 
@@ -191,54 +213,22 @@ func assertRevisionsAdopted(t *testing.T, k client.Client, set *nasv1alpha1.Node
 // revision); once this controller runs, it replaces the revision, the
 // deletion finishes, and the re-created set adopts everything.
 func TestOrphanDeletionLeftStuckFinishesAfterUpgrade(t *testing.T) {
-	ctx := t.Context()
-	c, nodes := chaosCluster(t, 3, cluster.Options{})
-	k := startManager(t, c)
-	if err := k.Create(ctx, namespace("stuck")); err != nil {
-		t.Fatal(err)
-	}
-	set := agentSet("stuck", "exporter")
-	if err := k.Create(ctx, set.DeepCopy()); err != nil {
-		t.Fatal(err)
-	}
-	eligible := map[string]bool{}
-	for _, n := range nodes {
-		eligible[n] = true
-	}
-	if err := waitConverged(ctx, k, set, eligible); err != nil {
-		t.Fatal(err)
-	}
-	old := &nasv1alpha1.NodeAgentSet{}
-	if err := k.Get(ctx, client.ObjectKeyFromObject(set), old); err != nil {
-		t.Fatal(err)
-	}
-	before := agentUIDs(t, k, set)
-
+	e := deployConverged(t, "stuck", "exporter", 3)
 	// The older controller: stopped, its revision in the legacy form.
-	if err := c.KillProcess("manager"); err != nil {
+	if err := e.c.KillProcess("manager"); err != nil {
 		t.Fatal(err)
 	}
-	makeLegacy(t, k, set.Namespace, old.Status.UpdateRevision)
-	if err := k.Delete(ctx, old, client.PropagationPolicy(metav1.DeletePropagationOrphan)); err != nil {
+	makeLegacy(t, e.k, e.set.Namespace, e.old.Status.UpdateRevision)
+	if err := e.k.Delete(t.Context(), e.old, client.PropagationPolicy(metav1.DeletePropagationOrphan)); err != nil {
 		t.Fatal(err)
 	}
-	waitStuck(t, k, set)
+	waitStuck(t, e.k, e.set)
 
-	if err := c.StartProcess("manager", managerBinary, managerArgs(t, c, "nodeagentset:manager")...); err != nil {
+	if err := e.c.StartProcess("manager", managerBinary, managerArgs(t, e.c, "nodeagentset:manager")...); err != nil {
 		t.Fatal(err)
 	}
-	waitGone(t, k, set)
-	if err := k.Create(ctx, set.DeepCopy()); err != nil {
-		t.Fatal(err)
-	}
-	again := waitAdopted(t, k, set, len(nodes))
-	if again.Status.UpdateRevision != old.Status.UpdateRevision {
-		t.Errorf("update revision %s, want the orphaned %s re-used", again.Status.UpdateRevision, old.Status.UpdateRevision)
-	}
-	assertRevisionsAdopted(t, k, again)
-	if after := agentUIDs(t, k, set); !maps.Equal(after, before) {
-		t.Errorf("agents replaced: before %v, after %v", before, after)
-	}
+	waitGone(t, e.k, e.set)
+	e.recreateAndCheckAdoption(t)
 }
 
 // makeLegacy swaps a revision for a copy whose data is in the legacy form,
