@@ -116,7 +116,28 @@ func (r *Reconciler) claimExisting(ctx context.Context, set *nasv1alpha1.NodeAge
 	if len(revision.Orphans([]appsv1.ControllerRevision{*existing}, set, selector)) == 0 {
 		return nil, nil
 	}
+	if err := r.canAdopt(ctx, set); err != nil {
+		return nil, err
+	}
 	return r.rewrite(ctx, existing, revision.WithController(existing.OwnerReferences, set))
+}
+
+// canAdopt checks, around the cache, that set is still the live set of its
+// name, as the DaemonSet controller does before adopting: a revision
+// adopted by a set already deleted would be deleted by the garbage
+// collector, and its history lost.
+func (r *Reconciler) canAdopt(ctx context.Context, set *nasv1alpha1.NodeAgentSet) error {
+	// A list by name, not a get: the role grants list on sets, not get.
+	var list nasv1alpha1.NodeAgentSetList
+	if err := r.APIReader.List(ctx, &list, client.InNamespace(set.Namespace),
+		client.MatchingFields{"metadata.name": set.Name}); err != nil {
+		return fmt.Errorf("reading NodeAgentSet before adopting its revisions: %w", err)
+	}
+	if len(list.Items) != 1 || list.Items[0].UID != set.UID || list.Items[0].DeletionTimestamp != nil {
+		return fmt.Errorf("NodeAgentSet %s/%s was deleted or re-created before it could adopt its revisions",
+			set.Namespace, set.Name)
+	}
+	return nil
 }
 
 // pruneHistory deletes the oldest revisions beyond revisionHistoryLimit,
@@ -159,7 +180,13 @@ func (r *Reconciler) claimHistory(ctx context.Context, set *nasv1alpha1.NodeAgen
 		}
 		history[i] = fixed
 	}
-	for _, cr := range revision.Orphans(list.Items, set, selector) {
+	orphans := revision.Orphans(list.Items, set, selector)
+	if len(orphans) > 0 {
+		if err := r.canAdopt(ctx, set); err != nil {
+			return nil, err
+		}
+	}
+	for _, cr := range orphans {
 		adopted, err := r.rewrite(ctx, cr, revision.WithController(cr.OwnerReferences, set))
 		if err != nil {
 			return nil, err

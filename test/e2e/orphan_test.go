@@ -30,16 +30,7 @@ import (
 func TestOrphanCascadeThenRecreation(t *testing.T) {
 	e := deployConverged(t, "orphan", "agent", 4)
 	ch := watchPods(t, e.c.Client, e.set, e.nodes)
-	if err := e.k.Delete(t.Context(), e.old, client.PropagationPolicy(metav1.DeletePropagationOrphan)); err != nil {
-		t.Fatal(err)
-	}
-	waitGone(t, e.k, e.set)
-	for _, p := range mustPods(t, e.k, e.set) {
-		if len(p.OwnerReferences) != 0 {
-			t.Errorf("pod %s still has owners %v after the orphaning deletion", p.Name, p.OwnerReferences)
-		}
-	}
-	e.recreateAndCheckAdoption(t)
+	e.orphanThenRecreate(t)
 	ch.mu.Lock()
 	seen := slices.Collect(maps.Keys(ch.pods))
 	ch.mu.Unlock()
@@ -73,7 +64,7 @@ type orphanEnv struct {
 func deployConverged(t *testing.T, ns, name string, n int) *orphanEnv {
 	t.Helper()
 	ctx := t.Context()
-	e := &orphanEnv{set: agentSet(ns, name), old: &nasv1alpha1.NodeAgentSet{}}
+	e := &orphanEnv{set: agentSet(ns, name)}
 	e.c, e.nodes = chaosCluster(t, n, cluster.Options{})
 	e.k = startManager(t, e.c)
 	if err := e.k.Create(ctx, namespace(ns)); err != nil {
@@ -89,11 +80,35 @@ func deployConverged(t *testing.T, ns, name string, n int) *orphanEnv {
 	if err := waitConverged(ctx, e.k, e.set, eligible); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.k.Get(ctx, client.ObjectKeyFromObject(e.set), e.old); err != nil {
+	e.snapshot(t)
+	return e
+}
+
+// snapshot records the converged set and its agents.
+func (e *orphanEnv) snapshot(t *testing.T) {
+	t.Helper()
+	e.old = &nasv1alpha1.NodeAgentSet{}
+	if err := e.k.Get(t.Context(), client.ObjectKeyFromObject(e.set), e.old); err != nil {
 		t.Fatal(err)
 	}
 	e.before = agentUIDs(t, e.k, e.set)
-	return e
+}
+
+// orphanThenRecreate deletes the set with propagationPolicy Orphan, waits
+// for the deletion to finish with every agent kept and released, then
+// re-creates the set (see recreateAndCheckAdoption).
+func (e *orphanEnv) orphanThenRecreate(t *testing.T) {
+	t.Helper()
+	if err := e.k.Delete(t.Context(), e.old, client.PropagationPolicy(metav1.DeletePropagationOrphan)); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, e.k, e.set)
+	for _, p := range mustPods(t, e.k, e.set) {
+		if len(p.OwnerReferences) != 0 {
+			t.Errorf("pod %s still has owners %v after the orphaning deletion", p.Name, p.OwnerReferences)
+		}
+	}
+	e.recreateAndCheckAdoption(t)
 }
 
 // recreateAndCheckAdoption re-creates the deleted set and checks that it
