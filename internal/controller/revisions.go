@@ -256,12 +256,15 @@ func (r *Reconciler) rewrite(ctx context.Context, cr *appsv1.ControllerRevision,
 // it are unchanged: no agent restarts.
 //
 // Crash window: between the delete and the create the revision does not
-// exist. If the process dies there, the next pass re-creates the update
-// revision from the template (same hash, the next number) and touches no
-// pod; an older revision is lost from history (its agents keep running,
-// only a rollback to it by number is gone). The window is kept to two
-// back-to-back calls: the copy is built before the delete, and the create
-// runs on a context a shutdown does not cancel, retried on passing errors.
+// exist. If the process dies there (or the create keeps failing), the next
+// pass re-creates the update revision from the template (same hash, the
+// next number; a hash collision since it was made, one in billions, would
+// give a new hash) and touches no pod; an older revision is lost from
+// history (its agents keep running, only a rollback to it by number is
+// gone). The window is kept to two back-to-back calls: the copy is built
+// before the delete, and the create runs on a context a shutdown does not
+// cancel, retried on passing errors. Each legacy revision goes through it
+// once, on the first pass after the upgrade.
 func (r *Reconciler) replace(ctx context.Context, cr *appsv1.ControllerRevision, owners []metav1.OwnerReference) (*appsv1.ControllerRevision, error) {
 	canonical, err := revision.Canonical(cr.Data.Raw)
 	if err != nil {
