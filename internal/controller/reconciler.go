@@ -36,7 +36,7 @@ import (
 // +kubebuilder:rbac:groups=nodeagentset.io,resources=nodeagentsets/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch;create;delete;patch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
-// +kubebuilder:rbac:groups=apps,resources=controllerrevisions,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups=apps,resources=controllerrevisions,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconciler reconciles NodeAgentSets.
@@ -61,6 +61,9 @@ type Reconciler struct {
 	// and status, not the API calls), by namespaced name: passes are paced
 	// by it (see PassSpacing).
 	costs sync.Map
+	// canonicalRevisions holds, by namespaced name, the UIDs of the set's
+	// revisions known to store their data canonically (see claimHistory).
+	canonicalRevisions sync.Map
 }
 
 // Reconcile runs one pass for one NodeAgentSet.
@@ -74,12 +77,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			forgetMetrics(req.Namespace, req.Name)
 			r.statusWrites.Delete(req.NamespacedName)
 			r.costs.Delete(req.NamespacedName)
+			r.canonicalRevisions.Delete(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if set.DeletionTimestamp != nil {
-		// The garbage collector removes the pods and revisions.
-		return ctrl.Result{}, nil
+		// The garbage collector removes the pods and revisions, or, with
+		// --cascade=orphan, releases them (which needs unblockOrphaning).
+		return ctrl.Result{}, r.unblockOrphaning(ctx, set)
 	}
 	selector, err := metav1.LabelSelectorAsSelector(set.Spec.Selector.AsMeta())
 	if err != nil {

@@ -9,8 +9,10 @@ import (
 	"cmp"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"slices"
 	"strconv"
 
@@ -32,15 +34,71 @@ type data struct {
 	} `json:"spec"`
 }
 
-// Encode is the revision payload of template. encoding/json writes struct
-// fields in order and map keys sorted, so equal templates encode equally.
-func Encode(template *corev1.PodTemplateSpec) ([]byte, error) {
-	var d data
-	d.Spec.Template = *template
-	return json.Marshal(d)
+// Encoded is a template in the two byte forms history deals in.
+type Encoded struct {
+	// Legacy is encoding/json of data: struct fields in declaration order,
+	// map keys sorted. The hash is computed from it, and it must stay so:
+	// the hash names the revision and labels every running pod, so hashing
+	// anything else would restart every agent on the controller's upgrade.
+	// Revisions written before Canonical existed store these bytes.
+	Legacy []byte
+	// Canonical is what a revision stores (see Canonical).
+	Canonical []byte
 }
 
-// Decode reads the template back from a revision.
+// Encode is the revision payload of template, in both forms.
+func Encode(template *corev1.PodTemplateSpec) (Encoded, error) {
+	var d data
+	d.Spec.Template = *template
+	legacy, err := json.Marshal(d)
+	if err != nil {
+		return Encoded{}, fmt.Errorf("encoding the pod template: %w", err)
+	}
+	canonical, err := Canonical(legacy)
+	if err != nil {
+		return Encoded{}, err
+	}
+	return Encoded{Legacy: legacy, Canonical: canonical}, nil
+}
+
+// Canonical re-encodes a JSON document as the API server does when it
+// applies a patch to a ControllerRevision: every object's keys sorted,
+// compact. The server then refuses the patch ("data: field is immutable")
+// unless the re-encoded data equals the stored bytes, so a revision stored
+// in any other form can never have its metadata patched: the garbage
+// collector cannot orphan it (a --cascade=orphan deletion of the set then
+// never finishes) and nobody can adopt or label it. The upstream DaemonSet
+// controller stores json.Marshal of a map for the same reason. Numbers are
+// kept as written (UseNumber), never rounded through float64.
+func Canonical(raw []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("decoding revision data: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("decoding revision data: more than one JSON value")
+	}
+	return json.Marshal(v)
+}
+
+// IsCanonical tells whether a revision's data is stored in the canonical
+// form, so that its metadata can be patched.
+func IsCanonical(cr *appsv1.ControllerRevision) (bool, error) {
+	canonical, err := Canonical(cr.Data.Raw)
+	if err != nil {
+		return false, fmt.Errorf("ControllerRevision %q: %w", cr.Name, err)
+	}
+	return bytes.Equal(canonical, cr.Data.Raw), nil
+}
+
+// Holds tells whether cr's data is encoded's template, in either form.
+func Holds(cr *appsv1.ControllerRevision, encoded Encoded) bool {
+	return bytes.Equal(cr.Data.Raw, encoded.Canonical) || bytes.Equal(cr.Data.Raw, encoded.Legacy)
+}
+
+// Decode reads the template back from a revision, in either form.
 func Decode(cr *appsv1.ControllerRevision) (*corev1.PodTemplateSpec, error) {
 	var d data
 	if err := json.Unmarshal(cr.Data.Raw, &d); err != nil {
@@ -49,11 +107,12 @@ func Decode(cr *appsv1.ControllerRevision) (*corev1.PodTemplateSpec, error) {
 	return &d.Spec.Template, nil
 }
 
-// Hash names the revision of an encoded template. The collision count salts
-// it, so that when two templates hash alike the next try gets a new name.
-func Hash(encoded []byte, collisionCount *int32) string {
+// Hash names the revision of an encoded template, from its legacy form (see
+// Encoded). The collision count salts it, so that when two templates hash
+// alike the next try gets a new name.
+func Hash(encoded Encoded, collisionCount *int32) string {
 	h := fnv.New32a()
-	h.Write(encoded)
+	h.Write(encoded.Legacy)
 	if collisionCount != nil {
 		var salt [4]byte
 		binary.LittleEndian.PutUint32(salt[:], uint32(*collisionCount))
@@ -69,8 +128,9 @@ const ChangeCauseAnnotation = "kubernetes.io/change-cause"
 // Name is the ControllerRevision name for a hash: <set>-<hash>.
 func Name(set *nasv1alpha1.NodeAgentSet, hash string) string { return set.Name + "-" + hash }
 
-// Build returns the ControllerRevision for set's current template.
-func Build(set *nasv1alpha1.NodeAgentSet, encoded []byte, hash string, number int64) *appsv1.ControllerRevision {
+// Build returns the ControllerRevision for set's current template, stored
+// in the canonical form.
+func Build(set *nasv1alpha1.NodeAgentSet, encoded Encoded, hash string, number int64) *appsv1.ControllerRevision {
 	labels := make(map[string]string, len(set.Spec.Template.Labels)+2)
 	for k, v := range set.Spec.Template.Labels {
 		labels[k] = v
@@ -91,7 +151,7 @@ func Build(set *nasv1alpha1.NodeAgentSet, encoded []byte, hash string, number in
 			Annotations:     annotations,
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(set, nasv1alpha1.GroupVersion.WithKind("NodeAgentSet"))},
 		},
-		Data:     runtime.RawExtension{Raw: encoded},
+		Data:     runtime.RawExtension{Raw: encoded.Canonical},
 		Revision: number,
 	}
 }
@@ -101,12 +161,12 @@ func HashOf(cr *appsv1.ControllerRevision) string {
 	return cr.Labels[nasv1alpha1.LabelRevisionHash]
 }
 
-// FindEqual returns the revision whose payload equals encoded, preferring
-// the highest revision number, or nil.
-func FindEqual(history []*appsv1.ControllerRevision, encoded []byte) *appsv1.ControllerRevision {
+// FindEqual returns the revision that holds encoded's template (stored in
+// either form), preferring the highest revision number, or nil.
+func FindEqual(history []*appsv1.ControllerRevision, encoded Encoded) *appsv1.ControllerRevision {
 	var found *appsv1.ControllerRevision
 	for _, cr := range history {
-		if bytes.Equal(cr.Data.Raw, encoded) && (found == nil || cr.Revision > found.Revision) {
+		if Holds(cr, encoded) && (found == nil || cr.Revision > found.Revision) {
 			found = cr
 		}
 	}

@@ -32,7 +32,7 @@ func TestHashIsStableAndSaltedByCollisions(t *testing.T) {
 		t.Error("the collision count does not change the hash")
 	}
 	cr := &appsv1.ControllerRevision{}
-	cr.Data.Raw = a1
+	cr.Data.Raw = a1.Canonical
 	back, err := Decode(cr)
 	if err != nil || back.Spec.Containers[0].Image != "v1" {
 		t.Errorf("Decode = %v, %v", back, err)
@@ -42,7 +42,7 @@ func TestHashIsStableAndSaltedByCollisions(t *testing.T) {
 func TestFindEqualPrefersTheNewest(t *testing.T) {
 	v1, _ := Encode(template("v1"))
 	v2, _ := Encode(template("v2"))
-	history := []*appsv1.ControllerRevision{rev("r1", v1, 1), rev("r2", v2, 2), rev("r3", v1, 3)}
+	history := []*appsv1.ControllerRevision{rev("r1", v1.Canonical, 1), rev("r2", v2.Canonical, 2), rev("r3", v1.Canonical, 3)}
 	if got := FindEqual(history, v1); got == nil || got.Name != "r3" {
 		t.Errorf("FindEqual = %v, want r3", got)
 	}
@@ -77,7 +77,7 @@ func rev(name string, data []byte, n int64) *appsv1.ControllerRevision {
 func TestBuildRecordsTheChangeCause(t *testing.T) {
 	set := &nasv1alpha1.NodeAgentSet{ObjectMeta: metav1.ObjectMeta{Name: "agent", Namespace: "ns",
 		Annotations: map[string]string{ChangeCauseAnnotation: "image 1.1", "other": "x"}}}
-	cr := Build(set, []byte("{}"), "h1", 3)
+	cr := Build(set, Encoded{Legacy: []byte("{}"), Canonical: []byte("{}")}, "h1", 3)
 	if cr.Name != "agent-h1" || cr.Revision != 3 || cr.Annotations[ChangeCauseAnnotation] != "image 1.1" || len(cr.Annotations) != 1 {
 		t.Errorf("revision = %+v", cr.ObjectMeta)
 	}

@@ -153,7 +153,7 @@ func TestManagerRunsWithTheChartsRBAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	sample.Spec.MinReadySeconds = 0
-	if err := k.Create(ctx, sample); err != nil {
+	if err := k.Create(ctx, sample.DeepCopy()); err != nil {
 		t.Fatal(err)
 	}
 	eligible := map[string]bool{}
@@ -163,6 +163,11 @@ func TestManagerRunsWithTheChartsRBAC(t *testing.T) {
 	if err := waitConverged(ctx, k, sample, eligible); err != nil {
 		t.Fatal(err)
 	}
+	// Adopting the revisions a --cascade=orphan deletion left takes a
+	// patch and an uncached list of the set, which the role must grant.
+	e := &orphanEnv{c: c, k: k, nodes: cluster.Names(nodes), set: sample}
+	e.snapshot(t)
+	e.orphanThenRecreate(t)
 
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
