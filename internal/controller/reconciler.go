@@ -114,7 +114,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	cost := time.Since(started)
 	r.warnTrouble(set, p)
-	claimErr := r.Executor.ClaimUnlabelled(ctx, set, unlabelled)
+	var adoptErr error
+	if len(p.Adopt)+len(unlabelled.Adopt) > 0 && r.APIReader != nil {
+		// A pod adopted by a set already deleted (a stale cache) would be
+		// deleted by the garbage collector: check around the cache first.
+		if adoptErr = r.canAdopt(ctx, set); adoptErr != nil {
+			p.Adopt, unlabelled.Adopt = nil, nil
+		}
+	}
+	claimErr := errors.Join(adoptErr, r.Executor.ClaimUnlabelled(ctx, set, unlabelled))
 	out, execErr := r.Executor.Execute(ctx, set, p, &set.Spec.Template, updateHash)
 	execErr = errors.Join(claimErr, execErr)
 

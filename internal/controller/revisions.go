@@ -131,10 +131,10 @@ func (r *Reconciler) canAdopt(ctx context.Context, set *nasv1alpha1.NodeAgentSet
 	var list nasv1alpha1.NodeAgentSetList
 	if err := r.APIReader.List(ctx, &list, client.InNamespace(set.Namespace),
 		client.MatchingFields{"metadata.name": set.Name}); err != nil {
-		return fmt.Errorf("reading NodeAgentSet before adopting its revisions: %w", err)
+		return fmt.Errorf("reading NodeAgentSet before adopting: %w", err)
 	}
 	if len(list.Items) != 1 || list.Items[0].UID != set.UID || list.Items[0].DeletionTimestamp != nil {
-		return fmt.Errorf("NodeAgentSet %s/%s was deleted or re-created before it could adopt its revisions",
+		return fmt.Errorf("NodeAgentSet %s/%s was deleted or re-created before it could adopt",
 			set.Namespace, set.Name)
 	}
 	return nil
