@@ -81,10 +81,14 @@ type bucket struct {
 }
 
 // newPaced paces r's passes; with cost non-nil, a set's interval is the
-// larger of interval and spacing times its last pass's cost.
+// larger of interval and spacing times its last pass's cost. A *Reconciler
+// r is told to forget a set here too when it finds the set gone.
 func newPaced(r reconcile.Reconciler, interval time.Duration, burst int, cost func(types.NamespacedName) time.Duration, spacing float64, now func() time.Time) *paced {
 	p := &paced{Reconciler: r, interval: interval, burst: float64(burst), cost: cost, spacing: spacing, now: now,
 		buckets: map[types.NamespacedName]bucket{}, failures: map[types.NamespacedName]failing{}}
+	if rec, ok := r.(*Reconciler); ok {
+		rec.wire(p)
+	}
 	return p
 }
 

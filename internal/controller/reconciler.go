@@ -61,6 +61,9 @@ type Reconciler struct {
 	// and status, not the API calls), by namespaced name: passes are paced
 	// by it (see PassSpacing).
 	costs sync.Map
+	// paced is the wrapper pacing these passes (see newPaced), told to
+	// forget a set that went.
+	paced *paced
 }
 
 // Reconcile runs one pass for one NodeAgentSet.
@@ -68,9 +71,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	set := &nasv1alpha1.NodeAgentSet{}
 	if err := r.Client.Get(ctx, req.NamespacedName, set); err != nil {
 		if apierrors.IsNotFound(err) {
-			forgetMetrics(req.Namespace, req.Name)
-			r.statusWrites.Delete(req.NamespacedName)
-			r.costs.Delete(req.NamespacedName)
+			r.forget(req.NamespacedName) // see forget.go
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
