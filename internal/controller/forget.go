@@ -19,7 +19,9 @@ import (
 // (see rollouts.record), and the new one's state is left alone.
 
 // wire lets r forget, when a set goes, what p keeps of it, and forget the
-// UID a re-created set replaced. newPaced calls it.
+// UID a re-created set replaced. newPaced calls it; a Reconciler driven
+// without it (some tests) forgets only its own maps and the UID-keyed
+// memory of the set a pass finds gone.
 func (r *Reconciler) wire(p *paced) {
 	r.paced = p
 	r.rollouts.mu.Lock()
