@@ -48,10 +48,17 @@ func init() {
 	metrics.Registry.MustRegister(rolloutDuration, passCompute)
 }
 
-// rollouts remembers when each set's current rollout began.
+// rollouts remembers when each set's current rollout began, and which set
+// (UID) each name holds: what a pass sees of a set is keyed by its UID
+// (rollouts, execute.Expectations, execute.Backoff), while a pass for a
+// set that is gone only has its name. See forget.
 type rollouts struct {
 	mu    sync.Mutex
 	start map[types.UID]rolloutStart
+	uids  map[types.NamespacedName]types.UID
+	// replaced is told the UID a name held before a set re-created under
+	// the same name was first seen (no pass saw the old one gone).
+	replaced func(types.UID)
 }
 
 type rolloutStart struct {
@@ -73,7 +80,19 @@ func (r *rollouts) record(set *nasv1alpha1.NodeAgentSet, st nasv1alpha1.NodeAgen
 	defer r.mu.Unlock()
 	if r.start == nil {
 		r.start = map[types.UID]rolloutStart{}
+		r.uids = map[types.NamespacedName]types.UID{}
 	}
+	// Every pass that can leave something keyed by set.UID (the executor
+	// writes expectations and backoffs) ends here, so the name's UID is
+	// known whenever there is something to forget.
+	key := types.NamespacedName{Namespace: set.Namespace, Name: set.Name}
+	if old, ok := r.uids[key]; ok && old != set.UID {
+		delete(r.start, old)
+		if r.replaced != nil {
+			r.replaced(old)
+		}
+	}
+	r.uids[key] = set.UID
 	if prev := set.Status.UpdateRevision; prev != "" && prev != st.UpdateRevision {
 		r.start[set.UID] = rolloutStart{revision: st.UpdateRevision, at: now}
 	}
@@ -85,7 +104,27 @@ func (r *rollouts) record(set *nasv1alpha1.NodeAgentSet, st nasv1alpha1.NodeAgen
 	}
 }
 
-// forget drops the metrics of a deleted set.
+// forget drops what is remembered of the set that held key and returns its
+// UID (false when no pass recorded one).
+func (r *rollouts) forget(key types.NamespacedName) (types.UID, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	uid, ok := r.uids[key]
+	if ok {
+		delete(r.uids, key)
+		delete(r.start, uid)
+	}
+	return uid, ok
+}
+
+// sizes is how many sets' rollout starts and UIDs are remembered.
+func (r *rollouts) sizes() (starts, uids int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.start), len(r.uids)
+}
+
+// forgetMetrics drops the metrics of a deleted set.
 func forgetMetrics(namespace, name string) {
 	for _, g := range gauges {
 		g.DeleteLabelValues(namespace, name)

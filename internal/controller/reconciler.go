@@ -64,6 +64,9 @@ type Reconciler struct {
 	// canonicalRevisions holds, by namespaced name, the UIDs of the set's
 	// revisions known to store their data canonically (see claimHistory).
 	canonicalRevisions sync.Map
+	// paced is the wrapper pacing these passes (see newPaced), told to
+	// forget a set that went.
+	paced *paced
 }
 
 // Reconcile runs one pass for one NodeAgentSet.
@@ -74,10 +77,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if err != nil {
 		if apierrors.IsNotFound(err) {
-			forgetMetrics(req.Namespace, req.Name)
-			r.statusWrites.Delete(req.NamespacedName)
-			r.costs.Delete(req.NamespacedName)
-			r.canonicalRevisions.Delete(req.NamespacedName)
+			r.forget(req.NamespacedName) // see forget.go
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}

@@ -171,7 +171,13 @@ func addAll(q workqueue.TypedRateLimitingInterface[reconcile.Request], reqs []re
 // through, an overwritten status stayed wrong until an unrelated event).
 func (r *Reconciler) notOwnStatusWrite() predicate.Predicate {
 	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
-		return e.ObjectNew.GetGeneration() != e.ObjectOld.GetGeneration() || !r.ownStatusWrite(e.ObjectNew)
+		if e.ObjectNew.GetGeneration() != e.ObjectOld.GetGeneration() {
+			if r.paced != nil {
+				r.paced.retryNow(client.ObjectKeyFromObject(e.ObjectNew))
+			}
+			return true
+		}
+		return !r.ownStatusWrite(e.ObjectNew)
 	}}
 }
 

@@ -129,11 +129,20 @@ func (e *Expectations) Shows(set types.UID, pod *corev1.Pod) bool {
 	return ok && pod.DeletionTimestamp != nil
 }
 
-// Forget drops everything remembered for a set (it was deleted).
+// Forget drops everything remembered for a set (it was deleted). The
+// controller calls it when a set goes: anything kept in a map is forgotten
+// when its object goes.
 func (e *Expectations) Forget(set types.UID) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	delete(e.sets, set)
+}
+
+// Len is how many sets have writes remembered.
+func (e *Expectations) Len() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.sets)
 }
 
 // Backoff spaces out the replacement of agents that keep failing on a node:
@@ -192,4 +201,23 @@ func (b *Backoff) Until(set types.UID, now time.Time) map[string]time.Time {
 		}
 	}
 	return out
+}
+
+// Forget drops the backoffs of a set's nodes (the set was deleted; Until
+// would only drop them after a quiet spell, and only while other sets run).
+func (b *Backoff) Forget(set types.UID) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for k := range b.nodes {
+		if k.set == set {
+			delete(b.nodes, k)
+		}
+	}
+}
+
+// Len is how many nodes of all sets are remembered.
+func (b *Backoff) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.nodes)
 }

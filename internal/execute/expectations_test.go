@@ -118,3 +118,24 @@ func TestShowsOnlyWritesTheOverlayAlreadyHas(t *testing.T) {
 		t.Error("a pod this process never wrote counted as its write")
 	}
 }
+
+func TestForgetDropsOnlyTheDeletedSet(t *testing.T) {
+	e, b := NewExpectations(), NewBackoff()
+	now := time.Now()
+	for _, set := range []types.UID{"gone", "kept"} {
+		e.Created(set, pod(string(set)+"-pod"), now)
+		b.Next(set, "node-a", now)
+		b.Next(set, "node-b", now)
+	}
+	e.Forget("gone")
+	b.Forget("gone")
+	if e.Len() != 1 || b.Len() != 2 {
+		t.Fatalf("after forgetting one of two sets: %d sets of expectations, %d backoffs; want 1 and 2", e.Len(), b.Len())
+	}
+	if got := uids(e.Overlay("kept", nil, now)); !got["kept-pod"] {
+		t.Errorf("the other set's expectations went too: %v", got)
+	}
+	if got := b.Until("kept", now); len(got) != 2 {
+		t.Errorf("the other set's backoffs went too: %v", got)
+	}
+}
