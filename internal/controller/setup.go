@@ -123,7 +123,7 @@ func podToSet(_ context.Context, o client.Object) []reconcile.Request {
 // eligibility cares about (any set may now want it or let it go), and, when
 // a node goes, the sets with pods on it.
 func (r *Reconciler) nodeHandler() handler.EventHandler {
-	all := func(ctx context.Context, _ client.Object) []reconcile.Request {
+	all := func(context.Context, client.Object) []reconcile.Request {
 		keys := r.stores.setKeys()
 		reqs := make([]reconcile.Request, len(keys))
 		for i, k := range keys {

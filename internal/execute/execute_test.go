@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
+	"testing"
 	"unicode/utf8"
 
 	"github.com/nodeagentset/nodeagentset/internal/status"
-	"sync/atomic"
-	"testing"
 )
 
 func TestSlowStartStopsAfterTheFirstFailingBatch(t *testing.T) {

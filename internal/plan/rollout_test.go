@@ -21,9 +21,8 @@ func readyFor(d time.Duration) podOpt {
 	}
 }
 
-func rev(hash string) podOpt {
-	return func(p *corev1.Pod) { p.Labels[nasv1alpha1.LabelRevisionHash] = hash }
-}
+// updated marks a pod as of the update revision of rolloutSnapshot, h2.
+func updated(p *corev1.Pod) { p.Labels[nasv1alpha1.LabelRevisionHash] = "h2" }
 
 // rolloutSnapshot is a snapshot whose update revision is h2, with the
 // rolling update settings given.
@@ -109,7 +108,7 @@ func TestSurgeNeverDeletesAReadyOldAgentEarly(t *testing.T) {
 func TestPartitionHoldsTheSameNodesWhenANodeJoins(t *testing.T) {
 	nodes := []*corev1.Node{mkNode("a", true), mkNode("b", true), mkNode("c", true), mkNode("d", true)}
 	pods := []*corev1.Pod{
-		mkPod("pa", "a", time.Minute, readyFor(time.Minute), rev("h2")),
+		mkPod("pa", "a", time.Minute, readyFor(time.Minute), updated),
 		mkPod("pb", "b", time.Minute, readyFor(time.Minute)),
 		mkPod("pc", "c", time.Minute, readyFor(time.Minute)),
 	}
@@ -129,7 +128,7 @@ func TestStuckSurgeIsUndoneWhenMaxSurgeDropsToZero(t *testing.T) {
 	nodes := []*corev1.Node{mkNode("a", true)}
 	pods := []*corev1.Pod{
 		mkPod("old", "a", time.Minute, readyFor(time.Minute)),
-		mkPod("new", "a", time.Second, rev("h2"), phase(corev1.PodPending)),
+		mkPod("new", "a", time.Second, updated, phase(corev1.PodPending)),
 	}
 	p := Compute(rolloutSnapshot(nodes, pods, nasv1alpha1.RollingUpdate{MaxUnavailable: int32Budget(2), MaxSurge: int32Budget(0)}, 0))
 	if got := deletedPods(p); !slices.Equal(got, []string{"new"}) {
@@ -148,8 +147,8 @@ func TestStuckSurgeIsUndoneWhenMaxSurgeDropsToZero(t *testing.T) {
 func TestRollbackWithAPartitionRollsBackTheAbandonedRevision(t *testing.T) {
 	nodes := []*corev1.Node{mkNode("a", true), mkNode("b", true), mkNode("c", true), mkNode("d", true)}
 	pods := []*corev1.Pod{
-		mkPod("pa", "a", time.Minute, readyFor(time.Minute), rev("h2")),
-		mkPod("pb", "b", time.Minute, readyFor(time.Minute), rev("h2")),
+		mkPod("pa", "a", time.Minute, readyFor(time.Minute), updated),
+		mkPod("pb", "b", time.Minute, readyFor(time.Minute), updated),
 		mkPod("pc", "c", time.Minute, readyFor(time.Minute)),
 		mkPod("pd", "d", time.Minute, readyFor(time.Minute)),
 	}

@@ -392,9 +392,7 @@ func (s *sim) outOfScope(snap Snapshot, partition int) map[string]bool {
 
 type measures struct {
 	unavailable, surging int
-	// outdated counts desired nodes running only older agents.
-	outdated       int
-	crowded, twins string
+	crowded, twins       string
 }
 
 // measure reads the rollout's state off a snapshot, independently of the
