@@ -2,10 +2,12 @@ package controller
 
 import (
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 )
 
 // Anything kept in a map is forgotten when its object goes. What the
 // controller keeps per set:
+//   - by namespace: the pod metadata watch (stopped with the last set);
 //   - by namespaced name: the reconciler's statusWrites, costs and
 //     canonicalRevisions, the
 //     pacing buckets and failure backoffs (paced), the per-set metrics;
@@ -41,6 +43,11 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 	}
 	if r.paced != nil {
 		r.paced.forget(key)
+	}
+	if r.podMetadata != nil && r.stores != nil {
+		if left, err := r.stores.sets.ByIndex(toolscache.NamespaceIndex, key.Namespace); err == nil && len(left) == 0 {
+			r.podMetadata.stop(key.Namespace)
+		}
 	}
 }
 

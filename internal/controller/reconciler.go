@@ -67,6 +67,9 @@ type Reconciler struct {
 	// paced is the wrapper pacing these passes (see newPaced), told to
 	// forget a set that went.
 	paced *paced
+	// podMetadata watches the pods of namespaces with sets (see
+	// unlabelled.go); nil without SetupWithManager.
+	podMetadata *podMetadataWatches
 }
 
 // Reconcile runs one pass for one NodeAgentSet.
@@ -103,13 +106,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	snap.Selector = selector
 	p := plan.Compute(snap)
-	unlabelled := plan.ClaimUnlabelled(set, selector, r.stores.unlabelledPods(set.Namespace))
-	if unlabelled.Claims() {
-		// Pods about to enter the pod cache may hold nodes this plan
-		// thinks empty: no agent is placed until they are in.
+	unlabelled, listed, err := r.unlabelled(set, selector)
+	if err != nil {
+		return ctrl.Result{}, r.reportFailure(ctx, set, "ReadFailed", err)
+	}
+	if unlabelled.Claims() || !listed {
+		// Pods about to enter the pod cache, or not listed yet, may hold
+		// nodes this plan thinks empty: no agent is placed until they
+		// are in.
 		p.Creates = nil
-		if p.RequeueAfter == 0 || p.RequeueAfter > time.Second {
-			p.RequeueAfter = time.Second
+		wait := time.Second
+		if !listed {
+			wait = 50 * time.Millisecond
+		}
+		if p.RequeueAfter == 0 || p.RequeueAfter > wait {
+			p.RequeueAfter = wait
 		}
 	}
 	cost := time.Since(started)

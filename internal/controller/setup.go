@@ -88,17 +88,15 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, max
 	if r.stores, err = newStores(ctx, mgr.GetCache()); err != nil {
 		return err
 	}
-	unlabelled, unlabelledEvents, err := r.setupUnlabelled(ctx, mgr)
-	if err != nil {
+	if r.podMetadata, err = newPodMetadataWatches(ctx, mgr); err != nil {
 		return err
 	}
-	r.stores.unlabelled = unlabelled
 	return ctrl.NewControllerManagedBy(mgr).
 		For(newSetObject(), builder.WithPredicates(r.notOwnStatusWrite())).
 		Owns(&appsv1.ControllerRevision{}).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(podToSet), builder.WithPredicates(podChanged(r.Executor.Expectations))).
 		Watches(&corev1.Node{}, r.nodeHandler(), builder.WithPredicates(eligibilityChanged())).
-		WatchesRawSource(unlabelledEvents).
+		WatchesRawSource(r.podMetadata.source(r)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
 		Named("nodeagentset").
 		Complete(newPaced(r, PassInterval, PassBurst, r.passCost, PassSpacing, r.now))

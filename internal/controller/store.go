@@ -22,9 +22,6 @@ type stores struct {
 	nodes, pods toolscache.Indexer
 	// sets holds NodeAgentSets unstructured (see decodeSet).
 	sets toolscache.Indexer
-	// unlabelled holds every pod's metadata, indexed by indexUnlabelled
-	// (see unlabelled.go).
-	unlabelled toolscache.Indexer
 }
 
 func newStores(ctx context.Context, c cache.Cache) (*stores, error) {

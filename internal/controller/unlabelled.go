@@ -3,19 +3,19 @@ package controller
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"net/http"
-	"time"
+	"sync"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -26,16 +26,14 @@ import (
 
 // The full pod cache holds only pods carrying the set-name label, so that
 // the manager does not keep every pod of the cluster. Pods without the
-// label are seen through a second, metadata-only watch of every pod, kept
-// in its own cache (the manager's cache would apply the label filter to
-// it too): orphans a set's selector matches, which DaemonSet adopts, and a
-// set's own pods whose label someone removed. Of every other pod it keeps
-// only the name and versions.
+// label are seen through metadata-only watches of the pods of namespaces
+// that hold a set, in informers of their own (the manager's cache would apply
+// the label filter to them too): orphans a set's selector matches, which
+// DaemonSet adopts, and a set's own pods whose label someone removed. Of
+// every other pod they keep only the name and versions.
 
 // indexUnlabelled indexes, by namespace, the pods a set may have to claim.
 const indexUnlabelled = "nodeagentset.io/unlabelled"
-
-var podMetadata = &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}}
 
 // claimable: no set-name label, and no controller or a NodeAgentSet one.
 func claimable(m *metav1.PartialObjectMetadata) bool {
@@ -62,46 +60,123 @@ func leanPodMetadata(obj any) (any, error) {
 	return lean, nil
 }
 
-// setupUnlabelled starts the metadata cache with the manager, and returns
-// its indexed store and the source of its events.
-func (r *Reconciler) setupUnlabelled(ctx context.Context, mgr ctrl.Manager) (toolscache.Indexer, source.Source, error) {
-	c, err := cache.New(mgr.GetConfig(), cache.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
-		ByObject: map[client.Object]cache.ByObject{podMetadata: {Transform: leanPodMetadata}}})
+// podMetadataWatches runs, per namespace that holds a set, a
+// metadata-only watch of its pods, in a cache of its own: adoption never
+// crosses namespaces, so pods elsewhere (most of a busy cluster's) are
+// not watched at all. Events reach the controller through one channel,
+// so a namespace's watch can stop and be forgotten with its last set.
+type podMetadataWatches struct {
+	client metadata.Interface
+	ctx    context.Context
+	events chan event.GenericEvent
+
+	mu   sync.Mutex
+	byNS map[string]*namespaceWatch
+}
+
+type namespaceWatch struct {
+	cancel context.CancelFunc
+	store  toolscache.Indexer
+	synced toolscache.InformerSynced
+}
+
+func newPodMetadataWatches(ctx context.Context, mgr ctrl.Manager) (*podMetadataWatches, error) {
+	c, err := metadata.NewForConfig(mgr.GetConfig())
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if err := mgr.Add(c); err != nil {
-		return nil, nil, err
-	}
-	inf, err := c.GetInformer(ctx, podMetadata)
-	if err != nil {
-		return nil, nil, err
-	}
-	shared, ok := inf.(toolscache.SharedIndexInformer)
-	if !ok {
-		return nil, nil, fmt.Errorf("pod metadata informer has no store (%T)", inf)
-	}
-	err = shared.AddIndexers(toolscache.Indexers{indexUnlabelled: func(obj any) ([]string, error) {
-		if m, ok := obj.(*metav1.PartialObjectMetadata); ok && claimable(m) {
-			return []string{m.Namespace}, nil
+	return &podMetadataWatches{client: c, ctx: ctx, events: make(chan event.GenericEvent, 1024),
+		byNS: map[string]*namespaceWatch{}}, nil
+}
+
+// source is where the watches' events enter the controller.
+func (w *podMetadataWatches) source(r *Reconciler) source.Source {
+	return source.Channel(w.events, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		m, ok := o.(*metav1.PartialObjectMetadata)
+		if !ok {
+			return nil
 		}
-		return nil, nil
-	}})
+		return r.unlabelledToSets(ctx, m)
+	}))
+}
+
+// ensure starts the watch of ns unless it runs, and returns it.
+func (w *podMetadataWatches) ensure(ns string) (*namespaceWatch, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if nw, ok := w.byNS[ns]; ok {
+		return nw, nil
+	}
+	inf := metadatainformer.NewFilteredMetadataInformer(w.client, corev1.SchemeGroupVersion.WithResource("pods"), ns, 0,
+		toolscache.Indexers{indexUnlabelled: func(obj any) ([]string, error) {
+			if m, ok := obj.(*metav1.PartialObjectMetadata); ok && claimable(m) {
+				return []string{m.Namespace}, nil
+			}
+			return nil, nil
+		}}, nil).Informer()
+	if err := inf.SetTransform(leanPodMetadata); err != nil {
+		return nil, err
+	}
+	_, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    w.send,
+		UpdateFunc: func(_, cur any) { w.send(cur) },
+		DeleteFunc: w.send,
+	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if err := mgr.AddReadyzCheck("pod-metadata-cache", func(req *http.Request) error {
-		wait, cancel := context.WithTimeout(req.Context(), 500*time.Millisecond)
-		defer cancel()
-		if !c.WaitForCacheSync(wait) {
-			return errors.New("pod metadata cache not synced yet")
+	ctx, cancel := context.WithCancel(w.ctx)
+	go inf.RunWithContext(ctx)
+	nw := &namespaceWatch{cancel: cancel, store: inf.GetIndexer(), synced: inf.HasSynced}
+	w.byNS[ns] = nw
+	return nw, nil
+}
+
+// send passes on an event of a claimable pod; the others concern no set.
+func (w *podMetadataWatches) send(obj any) {
+	if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	if m, ok := obj.(*metav1.PartialObjectMetadata); ok && claimable(m) {
+		select {
+		case w.events <- event.GenericEvent{Object: m}:
+		case <-w.ctx.Done():
 		}
-		return nil
-	}); err != nil {
-		return nil, nil, err
 	}
-	src := source.Kind(c, podMetadata, handler.TypedEnqueueRequestsFromMapFunc(r.unlabelledToSets))
-	return shared.GetIndexer(), src, nil
+}
+
+// stop ends the watch of ns (its last set went) and forgets it.
+func (w *podMetadataWatches) stop(ns string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if nw, ok := w.byNS[ns]; ok {
+		nw.cancel()
+		delete(w.byNS, ns)
+	}
+}
+
+// pods returns the claimable pods of ns, and false while its watch has
+// not listed them yet (a pass must not place agents then: an orphan there
+// may already hold a node).
+func (w *podMetadataWatches) pods(ns string) ([]*metav1.PartialObjectMetadata, bool, error) {
+	nw, err := w.ensure(ns)
+	if err != nil {
+		return nil, false, err
+	}
+	if !nw.synced() {
+		return nil, false, nil
+	}
+	objs, err := nw.store.ByIndex(indexUnlabelled, ns)
+	if err != nil {
+		return nil, false, err
+	}
+	out := make([]*metav1.PartialObjectMetadata, 0, len(objs))
+	for _, o := range objs {
+		if m, ok := o.(*metav1.PartialObjectMetadata); ok {
+			out = append(out, m)
+		}
+	}
+	return out, true, nil
 }
 
 // unlabelledToSets maps a claimable pod to the set controlling it, or an
@@ -152,20 +227,15 @@ func selectorOf(u *unstructured.Unstructured) labels.Selector {
 	return parsed
 }
 
-// unlabelledPods are the claimable pods of a namespace.
-func (s *stores) unlabelledPods(ns string) []*metav1.PartialObjectMetadata {
-	if s == nil || s.unlabelled == nil {
-		return nil
+// unlabelled is what set must do with the unlabelled pods of its
+// namespace, and whether they are known yet.
+func (r *Reconciler) unlabelled(set *nasv1alpha1.NodeAgentSet, selector labels.Selector) (plan.Unlabelled, bool, error) {
+	if r.podMetadata == nil {
+		return plan.Unlabelled{}, true, nil
 	}
-	objs, err := s.unlabelled.ByIndex(indexUnlabelled, ns)
-	if err != nil {
-		return nil
+	pods, listed, err := r.podMetadata.pods(set.Namespace)
+	if err != nil || !listed {
+		return plan.Unlabelled{}, listed, err
 	}
-	out := make([]*metav1.PartialObjectMetadata, 0, len(objs))
-	for _, o := range objs {
-		if m, ok := o.(*metav1.PartialObjectMetadata); ok {
-			out = append(out, m)
-		}
-	}
-	return out
+	return plan.ClaimUnlabelled(set, selector, pods), true, nil
 }
