@@ -81,3 +81,14 @@ func (m *Memory) Holds(uid types.UID, now time.Time) map[string]bool {
 		"rolloutStart": started,
 	}
 }
+
+// WatchesPodsOf reports whether r runs a pod metadata watch for ns.
+func (r *Reconciler) WatchesPodsOf(ns string) bool {
+	if r.podMetadata == nil {
+		return false
+	}
+	r.podMetadata.mu.Lock()
+	defer r.podMetadata.mu.Unlock()
+	_, ok := r.podMetadata.byNS[ns]
+	return ok
+}

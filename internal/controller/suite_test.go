@@ -28,8 +28,10 @@ import (
 // manager, as in production. Tests keep out of each other's way with their
 // own namespace and their own node label.
 var (
-	k8s    client.WithWatch
-	scheme = runtime.NewScheme()
+	k8s client.WithWatch
+	// reconciler is the manager's, for tests that look at what it keeps.
+	reconciler *controller.Reconciler
+	scheme     = runtime.NewScheme()
 )
 
 func TestMain(m *testing.M) {
@@ -74,7 +76,8 @@ func run(m *testing.M) int {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := controller.NewReconciler(mgr).SetupWithManager(ctx, mgr, 4); err != nil {
+	reconciler = controller.NewReconciler(mgr)
+	if err := reconciler.SetupWithManager(ctx, mgr, 4); err != nil {
 		fmt.Fprintln(os.Stderr, "setting up controller:", err)
 		return 1
 	}

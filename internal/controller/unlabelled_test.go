@@ -96,3 +96,21 @@ func (f *fixture) allPodsIn() string {
 	}
 	return out
 }
+
+// The metadata watch of a namespace's pods runs while the namespace holds a
+// set, and stops with its last set: nothing is kept of a namespace that
+// no longer needs it.
+func TestPodWatchOfANamespaceStopsWithItsLastSet(t *testing.T) {
+	f := newFixture(t, "nswatch")
+	f.nodes(1)
+	set := f.set()
+	eventually(t, "the namespace's pods watched", func() (bool, string) {
+		return reconciler.WatchesPodsOf(f.ns), "not watched"
+	})
+	if err := k8s.Delete(f.ctx, set); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the watch stopped with the last set", func() (bool, string) {
+		return !reconciler.WatchesPodsOf(f.ns), "still watched"
+	})
+}
