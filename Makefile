@@ -55,7 +55,7 @@ vet: ## Run go vet.
 
 .PHONY: lint
 lint: tools ## Run golangci-lint.
-	$(GOLANGCI_LINT) run ./...
+	$(GOLANGCI_LINT) run --allow-parallel-runners ./...
 
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail when generated files are stale.
