@@ -106,34 +106,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	snap.Selector = selector
 	p := plan.Compute(snap)
-	unlabelled, listed, err := r.unlabelled(set, selector)
-	if err != nil {
-		return ctrl.Result{}, r.reportFailure(ctx, set, "ReadFailed", err)
-	}
-	if unlabelled.Claims() || !listed {
-		// Pods about to enter the pod cache, or not listed yet, may hold
-		// nodes this plan thinks empty: no agent is placed until they
-		// are in.
-		p.Creates = nil
-		wait := time.Second
-		if !listed {
-			wait = 50 * time.Millisecond
-		}
-		if p.RequeueAfter == 0 || p.RequeueAfter > wait {
-			p.RequeueAfter = wait
-		}
-	}
 	cost := time.Since(started)
 	r.warnTrouble(set, p)
-	var adoptErr error
-	if len(p.Adopt)+len(unlabelled.Adopt) > 0 && r.APIReader != nil {
-		// A pod adopted by a set already deleted (a stale cache) would be
-		// deleted by the garbage collector: check around the cache first.
-		if adoptErr = r.canAdopt(ctx, set); adoptErr != nil {
-			p.Adopt, unlabelled.Adopt = nil, nil
-		}
-	}
-	claimErr := errors.Join(adoptErr, r.Executor.ClaimUnlabelled(ctx, set, unlabelled))
+	claimErr := r.claimPods(ctx, set, selector, snap.Pods, &p)
 	out, execErr := r.Executor.Execute(ctx, set, p, &set.Spec.Template, updateHash)
 	execErr = errors.Join(claimErr, execErr)
 

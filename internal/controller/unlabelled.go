@@ -3,7 +3,9 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,11 +56,19 @@ func leanPodMetadata(obj any) (any, error) {
 	lean := &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
 		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
 	}}
-	if claimable(m) {
+	switch {
+	case claimable(m):
+		lean.Labels, lean.OwnerReferences, lean.DeletionTimestamp = m.Labels, m.OwnerReferences, m.DeletionTimestamp
+	case plan.ControlledBySetKind(metav1.GetControllerOfNoCopy(m)):
+		// A set's own pods (see missing). The labels stay too: the index
+		// and the event handler judge the lean copy by claimable.
 		lean.Labels, lean.OwnerReferences, lean.DeletionTimestamp = m.Labels, m.OwnerReferences, m.DeletionTimestamp
 	}
 	return lean, nil
 }
+
+// indexController indexes pods by the UID of the set controlling them.
+const indexController = "nodeagentset.io/controller"
 
 // podMetadataWatches runs, per namespace that holds a set, a
 // metadata-only watch of its pods, in a cache of its own: adoption never
@@ -113,6 +123,13 @@ func (w *podMetadataWatches) ensure(ns string) (*namespaceWatch, error) {
 				return []string{m.Namespace}, nil
 			}
 			return nil, nil
+		}, indexController: func(obj any) ([]string, error) {
+			if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+				if ref := metav1.GetControllerOfNoCopy(m); plan.ControlledBySetKind(ref) {
+					return []string{string(ref.UID)}, nil
+				}
+			}
+			return nil, nil
 		}}, nil).Informer()
 	if err := inf.SetTransform(leanPodMetadata); err != nil {
 		return nil, err
@@ -155,20 +172,37 @@ func (w *podMetadataWatches) stop(ns string) {
 	}
 }
 
-// pods returns the claimable pods of ns, and false while its watch has
-// not listed them yet (a pass must not place agents then: an orphan there
-// may already hold a node).
-func (w *podMetadataWatches) pods(ns string) ([]*metav1.PartialObjectMetadata, bool, error) {
+// metadataView is what a namespace's pod watch shows a pass of one set.
+type metadataView struct {
+	// claimable pods of the namespace (see claimable).
+	claimable []*metav1.PartialObjectMetadata
+	// owned pods controlled by the set, labelled or not.
+	owned []*metav1.PartialObjectMetadata
+	// listed: the watch has listed the namespace's pods. Until then a
+	// pass must not place agents: an orphan there may hold a node.
+	listed bool
+}
+
+// view returns what the watch of ns knows for the set with uid.
+func (w *podMetadataWatches) view(ns string, uid types.UID) (metadataView, error) {
 	nw, err := w.ensure(ns)
-	if err != nil {
-		return nil, false, err
+	if err != nil || !nw.synced() {
+		return metadataView{}, err
 	}
-	if !nw.synced() {
-		return nil, false, nil
+	v := metadataView{listed: true}
+	if v.claimable, err = byIndex(nw.store, indexUnlabelled, ns); err != nil {
+		return metadataView{}, err
 	}
-	objs, err := nw.store.ByIndex(indexUnlabelled, ns)
+	if v.owned, err = byIndex(nw.store, indexController, string(uid)); err != nil {
+		return metadataView{}, err
+	}
+	return v, nil
+}
+
+func byIndex(store toolscache.Indexer, index, key string) ([]*metav1.PartialObjectMetadata, error) {
+	objs, err := store.ByIndex(index, key)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	out := make([]*metav1.PartialObjectMetadata, 0, len(objs))
 	for _, o := range objs {
@@ -176,7 +210,7 @@ func (w *podMetadataWatches) pods(ns string) ([]*metav1.PartialObjectMetadata, b
 			out = append(out, m)
 		}
 	}
-	return out, true, nil
+	return out, nil
 }
 
 // unlabelledToSets maps a claimable pod to the set controlling it, or an
@@ -228,14 +262,66 @@ func selectorOf(u *unstructured.Unstructured) labels.Selector {
 }
 
 // unlabelled is what set must do with the unlabelled pods of its
-// namespace, and whether they are known yet.
-func (r *Reconciler) unlabelled(set *nasv1alpha1.NodeAgentSet, selector labels.Selector) (plan.Unlabelled, bool, error) {
+// namespace, and how long a pass must hold back its creates: while the
+// namespace is not listed yet, or a pod the set controls is in the
+// metadata watch but not among pods (the pass's pod cache view). The
+// latter is a pod whose label was just removed, seen gone by the pod
+// cache before the metadata watch shows it unlabelled; its node is not
+// empty.
+func (r *Reconciler) unlabelled(set *nasv1alpha1.NodeAgentSet, selector labels.Selector, pods []*corev1.Pod) (u plan.Unlabelled, hold time.Duration, err error) {
 	if r.podMetadata == nil {
-		return plan.Unlabelled{}, true, nil
+		return plan.Unlabelled{}, 0, nil
 	}
-	pods, listed, err := r.podMetadata.pods(set.Namespace)
-	if err != nil || !listed {
-		return plan.Unlabelled{}, listed, err
+	v, err := r.podMetadata.view(set.Namespace, set.UID)
+	if err != nil {
+		return plan.Unlabelled{}, time.Second, err
 	}
-	return plan.ClaimUnlabelled(set, selector, pods), true, nil
+	if !v.listed {
+		// A namespace's first list takes milliseconds, and brings no
+		// event when nothing in it is claimable: look again soon.
+		return plan.Unlabelled{}, 20 * time.Millisecond, nil
+	}
+	u = plan.ClaimUnlabelled(set, selector, v.claimable)
+	if u.Claims() || missing(v.owned, pods) {
+		// The watch's next event brings the next pass; the requeue is a
+		// safety net.
+		hold = time.Second
+	}
+	return u, hold, nil
+}
+
+// missing: a live pod of owned is not among pods.
+func missing(owned []*metav1.PartialObjectMetadata, pods []*corev1.Pod) bool {
+	seen := make(map[types.UID]bool, len(pods))
+	for _, p := range pods {
+		seen[p.UID] = true
+	}
+	for _, m := range owned {
+		if m.DeletionTimestamp == nil && !seen[m.UID] {
+			return true
+		}
+	}
+	return false
+}
+
+// claimPods adopts, relabels and releases the pods whose ownership this
+// pass changes, and holds back p's creates while pods that may occupy
+// nodes are still to enter the pod cache. Adoption waits for a read
+// around the cache showing the set still live: a pod adopted by a set
+// already deleted would be deleted by the garbage collector.
+func (r *Reconciler) claimPods(ctx context.Context, set *nasv1alpha1.NodeAgentSet, selector labels.Selector, pods []*corev1.Pod, p *plan.Plan) error {
+	unlabelled, hold, err := r.unlabelled(set, selector, pods)
+	if hold > 0 {
+		p.Creates = nil
+		if p.RequeueAfter == 0 || p.RequeueAfter > hold {
+			p.RequeueAfter = hold
+		}
+	}
+	if len(p.Adopt)+len(unlabelled.Adopt) > 0 && r.APIReader != nil {
+		if adoptErr := r.canAdopt(ctx, set); adoptErr != nil {
+			p.Adopt, unlabelled.Adopt = nil, nil
+			err = errors.Join(err, adoptErr)
+		}
+	}
+	return errors.Join(err, r.Executor.ClaimUnlabelled(ctx, set, unlabelled))
 }
