@@ -204,6 +204,16 @@ const keptVersions = 8
 
 func (rec *statusRecord) wrote(rv string) bool { return rec != nil && slices.Contains(rec.rvs, rv) }
 
+// next is the record after a write of st that produced rv: rv first, then
+// the newest of the versions before it.
+func (rec *statusRecord) next(st nasv1alpha1.NodeAgentSetStatus, now time.Time, rv string) *statusRecord {
+	n := &statusRecord{status: st, at: now, rvs: []string{rv}}
+	if rec != nil {
+		n.rvs = append(n.rvs, rec.rvs[:min(len(rec.rvs), keptVersions-1)]...)
+	}
+	return n
+}
+
 // differs reports whether st may differ from the status the API server
 // holds for set, cached as given. When the cached copy is one of this
 // process's writes, the latest write is what the server holds (the cache
@@ -267,11 +277,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, set *nasv1alpha1.NodeAgent
 		}
 		return time.Time{}, fmt.Errorf("writing status: %w", err)
 	}
-	next := &statusRecord{status: st, at: now, rvs: []string{updated.ResourceVersion}}
-	if rec != nil {
-		next.rvs = append(next.rvs, rec.rvs[max(0, len(rec.rvs)-keptVersions+1):]...)
-	}
-	r.statusWrites.Store(key, next)
+	r.statusWrites.Store(key, rec.next(st, now, updated.ResourceVersion))
 	return time.Time{}, nil
 }
 

@@ -1,7 +1,9 @@
 package controller
 
 import (
+	"strconv"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -34,5 +36,22 @@ func TestStatusIsWrittenWhenTheCacheHasNotSeenTheLastWrite(t *testing.T) {
 	foreign := &nasv1alpha1.NodeAgentSet{ObjectMeta: metav1.ObjectMeta{ResourceVersion: "11"}, Status: nasv1alpha1.NodeAgentSetStatus{NumberReady: 99}}
 	if !rec.differs(foreign, s1) {
 		t.Error("a foreign overwrite is left in place")
+	}
+}
+
+// The record keeps the newest resourceVersions of this process's writes:
+// the cache lags by the latest ones, not the oldest.
+func TestStatusRecordKeepsTheNewestVersions(t *testing.T) {
+	var rec *statusRecord
+	for i := 1; i <= 20; i++ {
+		rec = rec.next(nasv1alpha1.NodeAgentSetStatus{}, time.Time{}, strconv.Itoa(i))
+	}
+	for i := 13; i <= 20; i++ {
+		if !rec.wrote(strconv.Itoa(i)) {
+			t.Errorf("write %d of 20 forgotten: %v", i, rec.rvs)
+		}
+	}
+	if rec.wrote("1") || len(rec.rvs) != keptVersions {
+		t.Errorf("versions kept: %v, want the newest %d", rec.rvs, keptVersions)
 	}
 }
