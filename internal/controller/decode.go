@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -95,14 +94,13 @@ func (r *Reconciler) reportInvalid(ctx context.Context, bad *invalidObject) erro
 		c.Reason == ReasonInvalidSpec && c.Message == message && c.ObservedGeneration == obj.GetGeneration() {
 		return nil
 	}
-	if r.Executor != nil && r.Executor.Recorder != nil {
-		r.Executor.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, ReasonInvalidSpec, "Reconcile", "%s", status.Clip(message, status.MaxEventNote))
-	}
+	r.warn(obj, nil, ReasonInvalidSpec, "Reconcile", message)
 	now := metav1.NewTime(r.now())
-	for t, s := range map[string]metav1.ConditionStatus{
-		nasv1alpha1.ConditionStalled: metav1.ConditionTrue, nasv1alpha1.ConditionReconciling: metav1.ConditionFalse,
-	} {
-		meta.SetStatusCondition(&conds, metav1.Condition{Type: t, Status: s, Reason: ReasonInvalidSpec,
+	for _, c := range []struct {
+		kind   string
+		status metav1.ConditionStatus
+	}{{nasv1alpha1.ConditionStalled, metav1.ConditionTrue}, {nasv1alpha1.ConditionReconciling, metav1.ConditionFalse}} {
+		meta.SetStatusCondition(&conds, metav1.Condition{Type: c.kind, Status: c.status, Reason: ReasonInvalidSpec,
 			Message: message, ObservedGeneration: obj.GetGeneration(), LastTransitionTime: now})
 	}
 	patch, err := json.Marshal(map[string]any{"status": map[string]any{"observedGeneration": obj.GetGeneration(), "conditions": conds}})
@@ -125,17 +123,26 @@ func conditionsOf(obj client.Object) []metav1.Condition {
 	case *nasv1alpha1.NodeAgentSet:
 		return append([]metav1.Condition(nil), o.Status.Conditions...)
 	case *unstructured.Unstructured:
-		raw, found, err := unstructured.NestedSlice(o.Object, "status", "conditions")
-		if err != nil || !found {
-			return nil
-		}
-		b, err := json.Marshal(raw)
-		var conds []metav1.Condition
-		if err == nil && json.Unmarshal(b, &conds) == nil {
-			return conds
-		}
+		conds, _ := decodeField[[]metav1.Condition](o, "status", "conditions")
+		return conds
 	}
 	return nil
+}
+
+// decodeField decodes one field of an unstructured set into its typed
+// form, strictly as decodeSet does; false when it is absent or does not
+// decode.
+func decodeField[T any](u *unstructured.Unstructured, fields ...string) (T, bool) {
+	var out T
+	raw, found, err := unstructured.NestedFieldNoCopy(u.Object, fields...)
+	if err != nil || !found {
+		return out, false
+	}
+	b, err := json.Marshal(raw)
+	if err != nil || json.Unmarshal(b, &out) != nil {
+		return out, false
+	}
+	return out, true
 }
 
 // asInvalid says whether err is about the set itself rather than the API.

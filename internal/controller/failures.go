@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/execute"
@@ -19,14 +20,20 @@ import (
 // retried with backoff.
 func (r *Reconciler) reportFailure(ctx context.Context, set *nasv1alpha1.NodeAgentSet, reason string, err error) error {
 	message := status.Clip(err.Error(), status.MaxMessage)
-	if r.Executor != nil && r.Executor.Recorder != nil {
-		r.Executor.Recorder.Eventf(execute.EventTarget(set), nil, corev1.EventTypeWarning, reason, "Reconcile", "%s",
-			status.Clip(message, status.MaxEventNote))
-	}
+	r.warn(execute.EventTarget(set), nil, reason, "Reconcile", message)
 	st := set.Status.DeepCopy()
 	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: nasv1alpha1.ConditionReconcileFailure,
 		Status: metav1.ConditionTrue, Reason: reason, Message: message, ObservedGeneration: set.Generation,
 		LastTransitionTime: metav1.NewTime(r.now())})
 	_, statusErr := r.writeStatus(ctx, set, *st, r.now())
 	return errors.Join(err, statusErr)
+}
+
+// warn raises a Warning event on regarding (the set), its note clipped to
+// what the API server accepts; nothing without a recorder (some tests).
+func (r *Reconciler) warn(regarding, related runtime.Object, reason, action, note string) {
+	if r.Executor != nil && r.Executor.Recorder != nil {
+		r.Executor.Recorder.Eventf(regarding, related, corev1.EventTypeWarning, reason, action, "%s",
+			status.Clip(note, status.MaxEventNote))
+	}
 }

@@ -93,7 +93,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return ctrl.Result{}, r.reportInvalid(ctx, &invalidObject{obj: set, err: fmt.Errorf("spec.selector: %w", err)})
 	}
-	revs, err := r.syncRevision(ctx, set)
+	revs, err := r.syncRevision(ctx, set, selector)
 	if err != nil {
 		return ctrl.Result{}, r.reportFailure(ctx, set, "RevisionSyncFailed", err)
 	}
@@ -270,7 +270,8 @@ func (r *Reconciler) writeStatus(ctx context.Context, set *nasv1alpha1.NodeAgent
 	if err != nil {
 		return time.Time{}, err
 	}
-	updated := set.DeepCopy()
+	// The answer, decoded into updated, gives the new resourceVersion.
+	updated := &nasv1alpha1.NodeAgentSet{ObjectMeta: metav1.ObjectMeta{Namespace: set.Namespace, Name: set.Name}}
 	if err := r.Client.Status().Patch(ctx, updated, client.RawPatch(types.MergePatchType, patch)); err != nil {
 		if apierrors.IsNotFound(err) {
 			return time.Time{}, nil

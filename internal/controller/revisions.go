@@ -33,13 +33,9 @@ type revisions struct {
 // renumbered as the newest, so a rollback keeps its hash and restarts no pod
 // already running it. A name taken by a different template is a hash
 // collision: the collision count goes up and salts the next hash.
-func (r *Reconciler) syncRevision(ctx context.Context, set *nasv1alpha1.NodeAgentSet) (revisions, error) {
+func (r *Reconciler) syncRevision(ctx context.Context, set *nasv1alpha1.NodeAgentSet, selector labels.Selector) (revisions, error) {
 	revs := revisions{collisionCount: set.Status.CollisionCount}
-	// Reconcile has parsed it already; parsing again keeps the signature.
-	selector, err := metav1.LabelSelectorAsSelector(set.Spec.Selector.AsMeta())
-	if err != nil {
-		return revs, fmt.Errorf("parsing spec.selector: %w", err)
-	}
+	var err error
 	if revs.history, err = r.claimHistory(ctx, set, selector); err != nil {
 		return revs, err
 	}

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"sync"
 	"time"
@@ -242,16 +241,8 @@ func selectorOf(u *unstructured.Unstructured) labels.Selector {
 	if u == nil {
 		return nil
 	}
-	raw, found, err := unstructured.NestedFieldNoCopy(u.Object, "spec", "selector")
-	if err != nil || !found {
-		return nil
-	}
-	b, err := json.Marshal(raw)
-	if err != nil {
-		return nil
-	}
-	var sel nasv1alpha1.LabelSelector
-	if json.Unmarshal(b, &sel) != nil {
+	sel, ok := decodeField[nasv1alpha1.LabelSelector](u, "spec", "selector")
+	if !ok {
 		return nil
 	}
 	parsed, err := metav1.LabelSelectorAsSelector(sel.AsMeta())

@@ -7,7 +7,6 @@ import (
 	"github.com/nodeagentset/nodeagentset/internal/execute"
 	"github.com/nodeagentset/nodeagentset/internal/health"
 	"github.com/nodeagentset/nodeagentset/internal/plan"
-	"github.com/nodeagentset/nodeagentset/internal/status"
 )
 
 // maxTroubleEvents bounds the Warning events one pass raises about agents
@@ -30,8 +29,7 @@ func (r *Reconciler) warnTrouble(set *nasv1alpha1.NodeAgentSet, p plan.Plan) {
 				return
 			}
 			if c, ok := health.Of(pod); ok {
-				r.Executor.Recorder.Eventf(execute.EventTarget(set), pod, corev1.EventTypeWarning, c.Reason, "Run",
-					"%s", status.Clip("agent "+pod.Name+" on node "+node+": "+c.Message, status.MaxEventNote))
+				r.warn(execute.EventTarget(set), pod, c.Reason, "Run", "agent "+pod.Name+" on node "+node+": "+c.Message)
 				raised++
 			}
 		}
