@@ -205,15 +205,20 @@ func tokenKubeconfig(t *testing.T, admin *rest.Config, token string) string {
 
 func loadSample(t *testing.T, path string) *nasv1alpha1.NodeAgentSet {
 	t.Helper()
+	set := &nasv1alpha1.NodeAgentSet{}
+	loadYAML(t, path, set, yaml.UnmarshalStrict)
+	return set
+}
+
+func loadYAML(t *testing.T, path string, into any, unmarshal func([]byte, any, ...yaml.JSONOpt) error) {
+	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	set := &nasv1alpha1.NodeAgentSet{}
-	if err := yaml.UnmarshalStrict(b, set); err != nil {
+	if err := unmarshal(b, into); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	return set
 }
 
 func grep(text, word string) string {
