@@ -69,6 +69,8 @@ verify-generated: manifests generate ## Fail when generated files are stale.
 .PHONY: test
 test: tools verify-generated vet lint ## Run unit, envtest integration and end-to-end tests, fuzz targets briefly, and lint.
 	go test -count=1 $(GOTEST_FLAGS) -timeout 30m ./...
+	@# The image tool is a module of its own (go-containerregistry stays out of go.mod).
+	cd test/tools/image && go test -count=1 $(GOTEST_FLAGS) ./...
 	$(MAKE) --no-print-directory test-fuzz
 
 # Each fuzz target runs this long in make test; longer by hand, e.g.

@@ -62,7 +62,7 @@ func main() {
 	bins := binaries{}
 	out := flag.String("out", "", "folder of the OCI image layout to write (replaced)")
 	tag := flag.String("tag", "dev", "tag recorded in the layout (org.opencontainers.image.ref.name) and the image's version label")
-	push := flag.String("push", "", "also push the index to this reference (credentials from ~/.docker/config.json)")
+	pushRef := flag.String("push", "", "also push the index to this reference (credentials from ~/.docker/config.json)")
 	source := flag.String("source", "https://github.com/nodeagentset/nodeagentset", "org.opencontainers.image.source label")
 	epoch := flag.Int64("source-date-epoch", 0, "time of the files and of the image, in seconds since 1970 (reproducible builds)")
 	flag.Var(bins, "binary", "OS/ARCH=PATH of a static manager binary; repeat for each platform")
@@ -89,16 +89,22 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Printf("wrote %s (index %s, %d platforms)\n", *out, digest, len(bins))
-	if *push != "" {
-		ref, err := name.ParseReference(*push)
+	if *pushRef != "" {
+		ref, err := name.ParseReference(*pushRef)
 		if err != nil {
 			log.Fatal(err)
 		}
-		if err := remote.WriteIndex(ref, idx, remote.WithAuthFromKeychain(authn.DefaultKeychain)); err != nil {
+		if err := push(ref, idx); err != nil {
 			log.Fatalf("pushing %s: %v", ref, err)
 		}
 		fmt.Printf("pushed %s@%s\n", ref, digest)
 	}
+}
+
+// push writes the index, its images and their blobs to the registry, with
+// the credentials `docker login` (or crane auth login) stored.
+func push(ref name.Reference, idx v1.ImageIndex) error {
+	return remote.WriteIndex(ref, idx, remote.WithAuthFromKeychain(authn.DefaultKeychain))
 }
 
 // buildIndex makes one image per platform, in a fixed order.
