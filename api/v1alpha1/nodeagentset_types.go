@@ -124,7 +124,30 @@ type RollingUpdate struct {
 	// update revision.
 	// +optional
 	Paused bool `json:"paused,omitempty"`
+
+	// UnhealthyNodes says what the rollout does with a node that is
+	// unhealthy (Ready not True, cordoned, tainted unreachable, not-ready,
+	// ToBeDeletedByClusterAutoscaler or karpenter.sh/disrupted, or being
+	// deleted). Skip: an old agent on such a node neither uses the
+	// maxUnavailable budget nor blocks completion, and is replaced once the
+	// node is healthy again; a node that turns unhealthy after its agent was
+	// updated is still charged. Wait: DaemonSet's behaviour, such a node
+	// holds the budget until it recovers.
+	// +optional
+	// +kubebuilder:default=Skip
+	UnhealthyNodes UnhealthyNodesPolicy `json:"unhealthyNodes,omitempty"`
 }
+
+// UnhealthyNodesPolicy is what a rollout does with unhealthy nodes.
+// +kubebuilder:validation:Enum=Skip;Wait
+type UnhealthyNodesPolicy string
+
+const (
+	// UnhealthyNodesSkip leaves agents on unhealthy nodes for later.
+	UnhealthyNodesSkip UnhealthyNodesPolicy = "Skip"
+	// UnhealthyNodesWait treats unhealthy nodes as DaemonSet does.
+	UnhealthyNodesWait UnhealthyNodesPolicy = "Wait"
+)
 
 // Condition types of a NodeAgentSet. Available is for `kubectl wait`;
 // Reconciling and Stalled follow the kstatus convention so generic tools
@@ -174,6 +197,10 @@ type NodeAgentSetStatus struct {
 	// UpdatedNumberScheduled is the number of nodes running a pod of the update revision.
 	// +optional
 	UpdatedNumberScheduled int32 `json:"updatedNumberScheduled"`
+	// UnhealthyNodes is the number of desired nodes that are unhealthy now
+	// (see rollingUpdate.unhealthyNodes).
+	// +optional
+	UnhealthyNodes int32 `json:"unhealthyNodes"`
 	// CollisionCount counts hash collisions of revision names; it salts the
 	// hash of the next revision.
 	// +optional

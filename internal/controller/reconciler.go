@@ -120,7 +120,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	cost += time.Since(started)
 	r.costs.Store(req.NamespacedName, cost)
 	passCompute.Observe(cost.Seconds())
-	r.rollouts.record(set, st, snap.Now)
+	r.rollouts.record(set, st, skipped(p), snap.Now)
 	pruneErr := r.pruneHistory(ctx, set, revs, liveRevisions(snap.Pods, revs.update.Name, st.CurrentRevision))
 	statusDue, statusErr := r.writeStatus(ctx, set, st, snap.Now)
 	if err := errors.Join(execErr, pruneErr, statusErr); err != nil {

@@ -167,6 +167,10 @@ func reason(st plan.NodeState, pod *corev1.Pod, deleting, creating map[string]st
 		return "being removed: " + st.Eligibility.Reason
 	case deleting[string(pod.UID)] != "":
 		return "replacing: " + deleting[string(pod.UID)]
+	case st.Charged != "":
+		return st.Charged
+	case st.Skipped != "":
+		return st.Skipped
 	case st.Old != nil && st.New != nil:
 		return "surging: new agent starting next to the old one"
 	case podtemplate.Hash(pod) != updateHash && st.Held != "":

@@ -38,6 +38,9 @@ type Counts struct {
 	// Outdated counts desired nodes whose old agent the rollout still
 	// means to replace (in scope, or held only by pause).
 	Outdated int32
+	// Unhealthy counts desired nodes that are unhealthy; Skipped those of
+	// them the rollout passes by (rollingUpdate.unhealthyNodes Skip).
+	Unhealthy, Skipped int32
 	// Pending counts pods the plan still creates or deletes.
 	Pending int
 	// NextAvailable is the earliest moment a Ready pod becomes available.
@@ -58,7 +61,10 @@ func Count(p plan.Plan, updateHash string, minReady time.Duration, now time.Time
 			continue
 		}
 		c.Desired++
+		c.Unhealthy += b2i(st.Health.Unhealthy())
+		c.Skipped += b2i(st.Skipped != "")
 		if !scheduled {
+			c.Settled += b2i(st.Skipped != "")
 			continue
 		}
 		c.Current++
@@ -82,7 +88,9 @@ func Count(p plan.Plan, updateHash string, minReady time.Duration, now time.Time
 		c.Available += b2i(available)
 		c.Updated += b2i(updated)
 		newAvailable := updated && plan.PodAvailable(st.New, minReady, now)
-		c.Settled += b2i(newAvailable && st.Old == nil || available && !updated && settledHold(st.Held))
+		// A skipped unhealthy node needs nothing now: it is replaced once
+		// the node is healthy again.
+		c.Settled += b2i(newAvailable && st.Old == nil || available && !updated && settledHold(st.Held) || st.Skipped != "")
 	}
 	c.Pending = len(p.Creates) + len(p.Deletes)
 	return c
@@ -110,6 +118,7 @@ func Compute(in Input) (nasv1alpha1.NodeAgentSetStatus, time.Time) {
 		NumberAvailable:        c.Available,
 		NumberUnavailable:      c.Desired - c.Available,
 		UpdatedNumberScheduled: c.Updated,
+		UnhealthyNodes:         c.Unhealthy,
 		CollisionCount:         in.CollisionCount,
 		UpdateRevision:         in.UpdateRevision,
 		CurrentRevision:        set.Status.CurrentRevision,
@@ -149,7 +158,7 @@ func setConditions(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, 
 	switch {
 	case complete:
 		set(nasv1alpha1.ConditionReconciling, false, "Complete",
-			fmt.Sprintf("%d desired nodes settled on revision %s (%d updated)", c.Desired, in.UpdateRevision, c.Updated))
+			fmt.Sprintf("%d desired nodes settled on revision %s (%d updated)%s", c.Desired, in.UpdateRevision, c.Updated, skippedNote(c)))
 	case paused(in.Set) && c.Pending == 0:
 		// kstatus reads Reconciling True as InProgress: a paused rollout
 		// with nothing else to do is where the spec asks it to be, so a
@@ -266,8 +275,16 @@ func reconcilingReason(c Counts) string {
 }
 
 func reconcilingMessage(c Counts) string {
-	return fmt.Sprintf("%d of %d desired nodes updated, %d available, %d misscheduled, %d pod changes pending",
-		c.Updated, c.Desired, c.Available, c.Misscheduled, c.Pending)
+	return fmt.Sprintf("%d of %d desired nodes updated, %d available, %d misscheduled, %d pod changes pending%s",
+		c.Updated, c.Desired, c.Available, c.Misscheduled, c.Pending, skippedNote(c))
+}
+
+// skippedNote names the unhealthy nodes a rollout passes by, if any.
+func skippedNote(c Counts) string {
+	if c.Skipped == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d unhealthy nodes skipped until they recover", c.Skipped)
 }
 
 func b2i(b bool) int32 {
