@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
 	"github.com/nodeagentset/nodeagentset/internal/revision"
 )
 
@@ -139,7 +140,12 @@ func (m *migration) failed(w io.Writer, i int, err error) error {
 	}
 	fmt.Fprintf(w, "The cluster is as after step %d: %s Step %d (%s) may be partly done.\n", i, state, i+1, s.title)
 	fmt.Fprintln(w, "To continue, run these (each is safe to run again):")
-	for _, rest := range m.steps[i:] {
+	todo := m.steps[i:]
+	if s.kind == stepAdopt {
+		// An agent the set would replace is one the labelling missed.
+		todo = append([]step{m.steps[stepRelabel]}, todo...)
+	}
+	for _, rest := range todo {
 		for _, c := range rest.manual {
 			fmt.Fprintf(w, "  $ %s\n", c)
 		}
@@ -257,4 +263,21 @@ func revisionOf(set *nasv1alpha1.NodeAgentSet, hash string) error {
 			errMismatch, got, want)
 	}
 	return nil
+}
+
+// checkHash refuses an agent the set would count as outdated: every agent
+// must carry the first revision's hash, but those of the DaemonSet's older
+// revisions (OnDelete), which are adopted as they are.
+func (m *migration) checkHash(p *corev1.Pod) error {
+	got := podtemplate.Hash(p)
+	if got == m.hash {
+		return nil
+	}
+	for i := range m.older {
+		if podtemplate.Hash(&m.older[i]) == got {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: pod %s carries revision hash %q, not %q: resuming the set would replace it; the set is paused and replaces nothing: label the agents (step 3) and run step 5 on",
+		errMismatch, p.Name, got, m.hash)
 }

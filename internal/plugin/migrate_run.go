@@ -259,8 +259,9 @@ func (x *migrator) relabelPod(ctx context.Context, p *corev1.Pod, hash string) e
 }
 
 // adopt waits until the set owns every live pod the selector matches and
-// reports the revision the pods were labelled with. A different revision
-// stops the migration at once; the set is paused, so it replaces nothing.
+// reports the revision the pods were labelled with. A different revision,
+// or an agent not labelled with it, stops the migration at once: the set
+// is paused, so it replaces nothing.
 func (x *migrator) adopt(ctx context.Context, m *migration) error {
 	var last string
 	return x.poll(ctx, &last, func(ctx context.Context) (bool, error) {
@@ -277,6 +278,9 @@ func (x *migrator) adopt(ctx context.Context, m *migration) error {
 		}
 		live, owned := liveAgents(pods), 0
 		for i := range live {
+			if err := m.checkHash(&live[i]); err != nil {
+				return false, err
+			}
 			if metav1.IsControlledBy(&live[i], set) {
 				owned++
 			}

@@ -41,6 +41,27 @@ func TestMigrateDaemonSet(t *testing.T) {
 	k := startManager(t, c)
 	t.Run("equivalent", func(t *testing.T) { migrateEquivalent(t, c, k, nodes) })
 	t.Run("template differs", func(t *testing.T) { migrateAndRoll(t, c, k, nodes) })
+	t.Run("control: convert, apply, then delete", func(t *testing.T) { naiveMigration(t, c, k, nodes) })
+}
+
+// naiveMigration is the control: what convert's help said before migrate
+// (apply the converted set, then delete the DaemonSet) puts a second agent
+// on a node, left Pending on the host port, and the checker sees it.
+func naiveMigration(t *testing.T, c *cluster.Cluster, k client.Client, nodes []string) {
+	ds := runDaemonSet(t, c, k, "naive", 9300, nodes)
+	ch := watchSelected(t, c.Client, ds.Namespace, "app=agent", nodes)
+	set := agentSet(ds.Namespace, ds.Name)
+	set.Spec.Template = *ds.Spec.Template.DeepCopy()
+	if err := k.Create(t.Context(), set); err != nil {
+		t.Fatal(err)
+	}
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
+		_, two, _ := ch.worst()
+		return two > 0, nil
+	})
+	if err != nil {
+		t.Fatal("the checker never saw a node with two agents after the naive migration: it would not catch one")
+	}
 }
 
 func migrateEquivalent(t *testing.T, c *cluster.Cluster, k client.Client, nodes []string) {
