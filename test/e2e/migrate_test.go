@@ -34,7 +34,7 @@ var migrateNodes = envInt("NAS_MIGRATE_NODES", 100)
 // every event of their pods: the first to its equivalent NodeAgentSet
 // (no agent replaced, no node ever without a Ready agent or with two), the
 // second to a set of another image (taken over likewise, then rolled
-// within maxUnavailable).
+// within maxUnavailable). A third, migrated the old way, is the control.
 func TestMigrateDaemonSet(t *testing.T) {
 	opts := cluster.Options{Controllers: append(slices.Clone(cluster.DefaultControllers), "daemonset-controller")}
 	c, nodes := chaosCluster(t, migrateNodes, opts)
@@ -48,7 +48,7 @@ func TestMigrateDaemonSet(t *testing.T) {
 // (apply the converted set, then delete the DaemonSet) puts a second agent
 // on a node, left Pending on the host port, and the checker sees it.
 func naiveMigration(t *testing.T, c *cluster.Cluster, k client.Client, nodes []string) {
-	ds := runDaemonSet(t, c, k, "naive", 9300, nodes)
+	ds := runDaemonSet(t, k, "naive", 9300, nodes)
 	ch := watchSelected(t, c.Client, ds.Namespace, "app=agent", nodes)
 	set := agentSet(ds.Namespace, ds.Name)
 	set.Spec.Template = *ds.Spec.Template.DeepCopy()
@@ -65,7 +65,7 @@ func naiveMigration(t *testing.T, c *cluster.Cluster, k client.Client, nodes []s
 }
 
 func migrateEquivalent(t *testing.T, c *cluster.Cluster, k client.Client, nodes []string) {
-	ds := runDaemonSet(t, c, k, "plugin", 9100, nodes)
+	ds := runDaemonSet(t, k, "plugin", 9100, nodes)
 	dir := t.TempDir()
 	out := mustPlugin(t, c, "Dry run: nothing was changed", "migrate", "daemonset/agent", "--dry-run", "--backup-dir", dir)
 	if got := &(appsv1.DaemonSet{}); k.Get(t.Context(), client.ObjectKeyFromObject(ds), got) != nil || got.UID != ds.UID {
@@ -106,7 +106,7 @@ func migrateEquivalent(t *testing.T, c *cluster.Cluster, k client.Client, nodes 
 }
 
 func migrateAndRoll(t *testing.T, c *cluster.Cluster, k client.Client, nodes []string) {
-	ds := runDaemonSet(t, c, k, "other", 9200, nodes)
+	ds := runDaemonSet(t, k, "other", 9200, nodes)
 	target := agentSet("other", "agent")
 	target.Spec.Template = *ds.Spec.Template.DeepCopy()
 	target.Spec.Template.Spec.Containers[0].Image = "registry.example/agent:2"
@@ -158,7 +158,7 @@ func migrateAndRoll(t *testing.T, c *cluster.Cluster, k client.Client, nodes []s
 
 // runDaemonSet creates the DaemonSet "agent" in ns (its agents on a host
 // port) and waits until every node runs a Ready agent of it.
-func runDaemonSet(t *testing.T, c *cluster.Cluster, k client.Client, ns string, port int32, nodes []string) *appsv1.DaemonSet {
+func runDaemonSet(t *testing.T, k client.Client, ns string, port int32, nodes []string) *appsv1.DaemonSet {
 	t.Helper()
 	if err := k.Create(t.Context(), namespace(ns)); err != nil {
 		t.Fatal(err)
