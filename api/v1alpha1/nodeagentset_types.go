@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -33,6 +34,7 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.template.spec.activeDeadlineSeconds)",message="spec.template.spec.activeDeadlineSeconds: must not be set: an agent runs until it is replaced",fieldPath=".template.spec.activeDeadlineSeconds"
 // +kubebuilder:validation:XValidation:rule="!has(self.selector.matchLabels) || self.selector.matchLabels.all(k, has(self.template.metadata.labels) && k in self.template.metadata.labels && self.template.metadata.labels[k] == self.selector.matchLabels[k])",message="spec.selector: matchLabels do not match spec.template.metadata.labels",fieldPath=".selector"
 // +kubebuilder:validation:XValidation:rule="!has(self.selector.matchExpressions) || self.selector.matchExpressions.all(e, e.operator == 'In' ? (has(e.values) && has(self.template.metadata.labels) && e.key in self.template.metadata.labels && self.template.metadata.labels[e.key] in e.values) : e.operator == 'NotIn' ? !(has(e.values) && has(self.template.metadata.labels) && e.key in self.template.metadata.labels && self.template.metadata.labels[e.key] in e.values) : e.operator == 'Exists' ? (has(self.template.metadata.labels) && e.key in self.template.metadata.labels) : !(has(self.template.metadata.labels) && e.key in self.template.metadata.labels))",message="spec.selector: matchExpressions do not match spec.template.metadata.labels",fieldPath=".selector"
+// +kubebuilder:validation:XValidation:rule="!has(self.nodeOverrides) || self.nodeOverrides.all(o, o.containers.all(c, self.template.spec.containers.exists(t, t.name == c.name)))",message="spec.nodeOverrides: every containers[].name must name a container of spec.template.spec.containers",fieldPath=".nodeOverrides"
 type NodeAgentSetSpec struct {
 	// Selector selects the pods this set owns. It must match the template's
 	// labels, must not be empty, and cannot change after creation.
@@ -67,6 +69,65 @@ type NodeAgentSetSpec struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	ProgressDeadlineSeconds *int32 `json:"progressDeadlineSeconds,omitempty"`
+
+	// NodeOverrides size the agent per node: at pod creation the entries
+	// whose nodeSelector matches the node apply in list order, a later
+	// entry winning over an earlier one. They are part of the revision.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	NodeOverrides []NodeOverride `json:"nodeOverrides,omitempty"`
+}
+
+// NodeOverride changes the agent's containers on the nodes it selects.
+type NodeOverride struct {
+	// NodeSelector picks the nodes this entry applies to; empty or unset
+	// selects every node.
+	// +optional
+	NodeSelector *LabelSelector `json:"nodeSelector,omitempty"`
+
+	// Containers are the overrides of the template's containers, by name.
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	Containers []ContainerOverride `json:"containers"`
+}
+
+// ContainerOverride changes one container of the template.
+type ContainerOverride struct {
+	// Name is the name of a container of the template.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// Resources replaces the container's resources whole.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// ResourcesFromAllocatable sets, per resource name, the request (and
+	// the limit, when the container has one) to a percent of the node's
+	// allocatable, clamped to [min, max]. Applied after resources.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=16
+	ResourcesFromAllocatable map[corev1.ResourceName]AllocatableShare `json:"resourcesFromAllocatable,omitempty"`
+}
+
+// AllocatableShare is a share of a node's allocatable resource.
+// +kubebuilder:validation:XValidation:rule="!has(self.min) || !has(self.max) || quantity(string(self.min)).compareTo(quantity(string(self.max))) <= 0",message="min must not be greater than max"
+type AllocatableShare struct {
+	// Percent of the node's allocatable, from 1 to 100.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	Percent int32 `json:"percent"`
+	// Min is the least amount, whatever the node's allocatable.
+	// +optional
+	Min *resource.Quantity `json:"min,omitempty"`
+	// Max is the most amount, whatever the node's allocatable.
+	// +optional
+	Max *resource.Quantity `json:"max,omitempty"`
 }
 
 // UpdateStrategy says how pods are replaced when the template changes.
@@ -124,7 +185,31 @@ type RollingUpdate struct {
 	// update revision.
 	// +optional
 	Paused bool `json:"paused,omitempty"`
+
+	// PodUpdatePolicy: Recreate (default) replaces a pod; InPlaceIfPossible
+	// patches its container images and labels/annotations when that is all
+	// the new revision changes, and recreates it otherwise.
+	// +optional
+	// +kubebuilder:default=Recreate
+	PodUpdatePolicy PodUpdatePolicy `json:"podUpdatePolicy,omitempty"`
 }
+
+// PodUpdatePolicy says how a rolling update changes one pod.
+// +kubebuilder:validation:Enum=Recreate;InPlaceIfPossible
+type PodUpdatePolicy string
+
+const (
+	// RecreatePodUpdate deletes the old pod and creates a new one.
+	RecreatePodUpdate PodUpdatePolicy = "Recreate"
+	// InPlaceIfPossiblePodUpdate patches the running pod when only images
+	// and template labels/annotations change.
+	InPlaceIfPossiblePodUpdate PodUpdatePolicy = "InPlaceIfPossible"
+)
+
+// ReadinessGateInPlace is the readiness gate on pods of sets that update
+// in place: False from just before an in-place patch until the containers
+// run the new images, so that nothing routes to a restarting agent.
+const ReadinessGateInPlace corev1.PodConditionType = "nodeagentset.io/in-place-update-ready"
 
 // Condition types of a NodeAgentSet. Available is for `kubectl wait`;
 // Reconciling and Stalled follow the kstatus convention so generic tools

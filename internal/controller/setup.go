@@ -25,6 +25,7 @@ import (
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/execute"
 	"github.com/nodeagentset/nodeagentset/internal/health"
+	"github.com/nodeagentset/nodeagentset/internal/inplace"
 	"github.com/nodeagentset/nodeagentset/internal/plan"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
 )
@@ -51,9 +52,10 @@ func CacheOptions() cache.Options {
 	}
 }
 
-// leanNode keeps what eligibility reads (name, labels, taints) and drops
-// the rest (status with its images and heartbeats, annotations), which is
-// most of a node's size.
+// leanNode keeps what eligibility reads (name, labels, taints) and what
+// node overrides read (allocatable), and drops the rest (the rest of
+// status with its images and heartbeats, annotations), which is most of a
+// node's size.
 func leanNode(obj any) (any, error) {
 	node, ok := obj.(*corev1.Node)
 	if !ok {
@@ -68,7 +70,8 @@ func leanNode(obj any) (any, error) {
 			DeletionTimestamp: node.DeletionTimestamp,
 			Labels:            node.Labels,
 		},
-		Spec: corev1.NodeSpec{Taints: node.Spec.Taints, Unschedulable: node.Spec.Unschedulable},
+		Spec:   corev1.NodeSpec{Taints: node.Spec.Taints, Unschedulable: node.Spec.Unschedulable},
+		Status: corev1.NodeStatus{Allocatable: node.Status.Allocatable},
 	}, nil
 }
 
@@ -229,6 +232,7 @@ func podChanged(own *execute.Expectations) predicate.Predicate {
 				(old.DeletionTimestamp == nil) != (cur.DeletionTimestamp == nil) ||
 				old.Status.Phase != cur.Status.Phase ||
 				oldReady != curReady || !oldSince.Equal(curSince) ||
+				inplace.ShouldOpen(old) != inplace.ShouldOpen(cur) ||
 				troubleChanged(old, cur)
 		},
 	}
