@@ -34,7 +34,6 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.template.spec.activeDeadlineSeconds)",message="spec.template.spec.activeDeadlineSeconds: must not be set: an agent runs until it is replaced",fieldPath=".template.spec.activeDeadlineSeconds"
 // +kubebuilder:validation:XValidation:rule="!has(self.selector.matchLabels) || self.selector.matchLabels.all(k, has(self.template.metadata.labels) && k in self.template.metadata.labels && self.template.metadata.labels[k] == self.selector.matchLabels[k])",message="spec.selector: matchLabels do not match spec.template.metadata.labels",fieldPath=".selector"
 // +kubebuilder:validation:XValidation:rule="!has(self.selector.matchExpressions) || self.selector.matchExpressions.all(e, e.operator == 'In' ? (has(e.values) && has(self.template.metadata.labels) && e.key in self.template.metadata.labels && self.template.metadata.labels[e.key] in e.values) : e.operator == 'NotIn' ? !(has(e.values) && has(self.template.metadata.labels) && e.key in self.template.metadata.labels && self.template.metadata.labels[e.key] in e.values) : e.operator == 'Exists' ? (has(self.template.metadata.labels) && e.key in self.template.metadata.labels) : !(has(self.template.metadata.labels) && e.key in self.template.metadata.labels))",message="spec.selector: matchExpressions do not match spec.template.metadata.labels",fieldPath=".selector"
-// +kubebuilder:validation:XValidation:rule="!has(self.nodeOverrides) || self.nodeOverrides.all(o, o.containers.all(c, self.template.spec.containers.exists(t, t.name == c.name)))",message="spec.nodeOverrides: every containers[].name must name a container of spec.template.spec.containers",fieldPath=".nodeOverrides"
 type NodeAgentSetSpec struct {
 	// Selector selects the pods this set owns. It must match the template's
 	// labels, must not be empty, and cannot change after creation.
@@ -73,8 +72,11 @@ type NodeAgentSetSpec struct {
 	// NodeOverrides size the agent per node: at pod creation the entries
 	// whose nodeSelector matches the node apply in list order, a later
 	// entry winning over an earlier one. They are part of the revision.
+	// A container name the template lacks is reported as InvalidSpec (the
+	// CRD cannot check it within the API server's CEL cost budget: the
+	// template's container list is unbounded).
 	// +optional
-	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:MaxItems=16
 	// +listType=atomic
 	NodeOverrides []NodeOverride `json:"nodeOverrides,omitempty"`
 }
@@ -89,7 +91,7 @@ type NodeOverride struct {
 	// Containers are the overrides of the template's containers, by name.
 	// +required
 	// +kubebuilder:validation:MinItems=1
-	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:MaxItems=8
 	// +listType=atomic
 	Containers []ContainerOverride `json:"containers"`
 }
@@ -110,12 +112,13 @@ type ContainerOverride struct {
 	// the limit, when the container has one) to a percent of the node's
 	// allocatable, clamped to [min, max]. Applied after resources.
 	// +optional
-	// +kubebuilder:validation:MaxProperties=16
+	// +kubebuilder:validation:MaxProperties=8
 	ResourcesFromAllocatable map[corev1.ResourceName]AllocatableShare `json:"resourcesFromAllocatable,omitempty"`
 }
 
-// AllocatableShare is a share of a node's allocatable resource.
-// +kubebuilder:validation:XValidation:rule="!has(self.min) || !has(self.max) || quantity(string(self.min)).compareTo(quantity(string(self.max))) <= 0",message="min must not be greater than max"
+// AllocatableShare is a share of a node's allocatable resource. A min
+// above max is reported as InvalidSpec: a CEL rule comparing quantities
+// costs more than the API server allows for a list of lists of maps.
 type AllocatableShare struct {
 	// Percent of the node's allocatable, from 1 to 100.
 	// +required

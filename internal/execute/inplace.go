@@ -18,15 +18,16 @@ import (
 	"github.com/nodeagentset/nodeagentset/internal/status"
 )
 
-// updates patches pods in place, all at once like deletes (each was
-// charged to the budget by the plan; a patch the server refuses fails the
-// same way for every pod, so the batches grow from one as creates do).
-// A pod whose containers restart first gets its readiness gate closed, so
-// that nothing routes to it until the new images run.
+// updates patches pods in place, all at once as deletes are (each was
+// charged to the budget by the plan). In slow-start batches a 5-pod wave
+// took three round trips of two writes each, which on 50 kwok nodes made
+// the in-place rollout slower than recreation. A pod whose containers
+// restart first gets its readiness gate closed, so that nothing routes to
+// it until the new images run.
 func (x *Executor) updates(ctx context.Context, set *nasv1alpha1.NodeAgentSet, updates []plan.Update) (int, error) {
 	log := logr.FromContextOrDiscard(ctx)
 	var done []string
-	err := slowStart(len(updates), func(i int) error {
+	err := inBatches(len(updates), len(updates), func(i int) error {
 		u := updates[i]
 		if u.Restart {
 			if _, err := x.setGate(ctx, u.Pod, corev1.ConditionFalse, "InPlaceUpdate"); err != nil {

@@ -46,9 +46,9 @@ func ForNode(template *corev1.PodTemplateSpec, overrides []nasv1alpha1.NodeOverr
 	return out, nil
 }
 
-// CheckOverrides refuses overrides naming a container the template lacks
-// or carrying a selector that does not parse; the CRD refuses these too,
-// this is for sets it took under an older schema.
+// CheckOverrides refuses what the CRD cannot within the API server's CEL
+// cost budget: overrides naming a container the template lacks, a min
+// above its max; and a selector that does not parse.
 func CheckOverrides(spec *nasv1alpha1.NodeAgentSetSpec) error {
 	for i, o := range spec.NodeOverrides {
 		if _, err := selects(o.NodeSelector, &corev1.Node{}); err != nil {
@@ -57,6 +57,12 @@ func CheckOverrides(spec *nasv1alpha1.NodeAgentSetSpec) error {
 		for _, c := range o.Containers {
 			if container(&spec.Template, c.Name) == nil {
 				return fmt.Errorf("spec.nodeOverrides[%d].containers: no container %q in spec.template", i, c.Name)
+			}
+			for name, share := range c.ResourcesFromAllocatable {
+				if share.Min != nil && share.Max != nil && share.Min.Cmp(*share.Max) > 0 {
+					return fmt.Errorf("spec.nodeOverrides[%d].containers[%s].resourcesFromAllocatable[%s]: min %s is greater than max %s",
+						i, c.Name, name, share.Min, share.Max)
+				}
 			}
 		}
 	}
