@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -67,6 +68,69 @@ type NodeAgentSetSpec struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	ProgressDeadlineSeconds *int32 `json:"progressDeadlineSeconds,omitempty"`
+
+	// NodeOverrides size the agent per node: at pod creation the entries
+	// whose nodeSelector matches the node apply in list order, a later
+	// entry winning over an earlier one. They are part of the revision.
+	// A container name the template lacks is reported as InvalidSpec (the
+	// CRD cannot check it within the API server's CEL cost budget: the
+	// template's container list is unbounded).
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	NodeOverrides []NodeOverride `json:"nodeOverrides,omitempty"`
+}
+
+// NodeOverride changes the agent's containers on the nodes it selects.
+type NodeOverride struct {
+	// NodeSelector picks the nodes this entry applies to; empty or unset
+	// selects every node.
+	// +optional
+	NodeSelector *LabelSelector `json:"nodeSelector,omitempty"`
+
+	// Containers are the overrides of the template's containers, by name.
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=atomic
+	Containers []ContainerOverride `json:"containers"`
+}
+
+// ContainerOverride changes one container of the template.
+type ContainerOverride struct {
+	// Name is the name of a container of the template.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// Resources replaces the container's resources whole.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// ResourcesFromAllocatable sets, per resource name, the request (and
+	// the limit, when the container has one) to a percent of the node's
+	// allocatable, clamped to [min, max]. Applied after resources.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=8
+	ResourcesFromAllocatable map[corev1.ResourceName]AllocatableShare `json:"resourcesFromAllocatable,omitempty"`
+}
+
+// AllocatableShare is a share of a node's allocatable resource. A min
+// above max is reported as InvalidSpec: a CEL rule comparing quantities
+// costs more than the API server allows for a list of lists of maps.
+type AllocatableShare struct {
+	// Percent of the node's allocatable, from 1 to 100.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	Percent int32 `json:"percent"`
+	// Min is the least amount, whatever the node's allocatable.
+	// +optional
+	Min *resource.Quantity `json:"min,omitempty"`
+	// Max is the most amount, whatever the node's allocatable.
+	// +optional
+	Max *resource.Quantity `json:"max,omitempty"`
 }
 
 // UpdateStrategy says how pods are replaced when the template changes.
@@ -136,6 +200,13 @@ type RollingUpdate struct {
 	// +optional
 	// +kubebuilder:default=Skip
 	UnhealthyNodes UnhealthyNodesPolicy `json:"unhealthyNodes,omitempty"`
+
+	// PodUpdatePolicy: Recreate (default) replaces a pod; InPlaceIfPossible
+	// patches its container images and labels/annotations when that is all
+	// the new revision changes, and recreates it otherwise.
+	// +optional
+	// +kubebuilder:default=Recreate
+	PodUpdatePolicy PodUpdatePolicy `json:"podUpdatePolicy,omitempty"`
 }
 
 // UnhealthyNodesPolicy is what a rollout does with unhealthy nodes.
@@ -148,6 +219,23 @@ const (
 	// UnhealthyNodesWait treats unhealthy nodes as DaemonSet does.
 	UnhealthyNodesWait UnhealthyNodesPolicy = "Wait"
 )
+
+// PodUpdatePolicy says how a rolling update changes one pod.
+// +kubebuilder:validation:Enum=Recreate;InPlaceIfPossible
+type PodUpdatePolicy string
+
+const (
+	// RecreatePodUpdate deletes the old pod and creates a new one.
+	RecreatePodUpdate PodUpdatePolicy = "Recreate"
+	// InPlaceIfPossiblePodUpdate patches the running pod when only images
+	// and template labels/annotations change.
+	InPlaceIfPossiblePodUpdate PodUpdatePolicy = "InPlaceIfPossible"
+)
+
+// ReadinessGateInPlace is the readiness gate on pods of sets that update
+// in place: False from just before an in-place patch until the containers
+// run the new images, so that nothing routes to a restarting agent.
+const ReadinessGateInPlace corev1.PodConditionType = "nodeagentset.io/in-place-update-ready"
 
 // Condition types of a NodeAgentSet. Available is for `kubectl wait`;
 // Reconciling and Stalled follow the kstatus convention so generic tools

@@ -22,6 +22,7 @@ import (
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/execute"
+	"github.com/nodeagentset/nodeagentset/internal/inplace"
 	"github.com/nodeagentset/nodeagentset/internal/plan"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
 	"github.com/nodeagentset/nodeagentset/internal/revision"
@@ -35,6 +36,7 @@ import (
 // +kubebuilder:rbac:groups=nodeagentset.io,resources=nodeagentsets/status,verbs=patch
 // +kubebuilder:rbac:groups=nodeagentset.io,resources=nodeagentsets/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch;create;delete;patch
+// +kubebuilder:rbac:groups="",resources=pods/status,verbs=patch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=controllerrevisions,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -93,6 +95,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return ctrl.Result{}, r.reportInvalid(ctx, &invalidObject{obj: set, err: fmt.Errorf("spec.selector: %w", err)})
 	}
+	if err := podtemplate.CheckOverrides(&set.Spec); err != nil {
+		return ctrl.Result{}, r.reportInvalid(ctx, &invalidObject{obj: set, err: err})
+	}
 	revs, err := r.syncRevision(ctx, set, selector)
 	if err != nil {
 		return ctrl.Result{}, r.reportFailure(ctx, set, "RevisionSyncFailed", err)
@@ -106,10 +111,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	snap.Selector = selector
 	p := plan.Compute(snap)
+	templates := newPodTemplates(set, revs, updateHash, snap.Nodes)
+	inplace.Convert(&p, set, updateHash, templates.forNode)
 	cost := time.Since(started)
 	r.warnTrouble(set, p)
 	claimErr := r.claimPods(ctx, set, selector, snap.Pods, &p)
-	out, execErr := r.Executor.Execute(ctx, set, p, &set.Spec.Template, updateHash)
+	out, execErr := r.Executor.Execute(ctx, set, p, templates.update, updateHash)
 	execErr = errors.Join(claimErr, execErr)
 
 	started = time.Now()

@@ -25,6 +25,7 @@ import (
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/execute"
 	"github.com/nodeagentset/nodeagentset/internal/health"
+	"github.com/nodeagentset/nodeagentset/internal/inplace"
 	"github.com/nodeagentset/nodeagentset/internal/nodehealth"
 	"github.com/nodeagentset/nodeagentset/internal/plan"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
@@ -54,10 +55,11 @@ func CacheOptions() cache.Options {
 
 // leanNode keeps what eligibility and node health read (name, labels,
 // taints, cordon, deletion, the Ready condition's status and transition
-// time) and drops the rest (images, heartbeats, the condition messages,
-// annotations), which is most of a node's size. With heartbeats gone, a
-// heartbeat-only update leaves the cached node equal but for its
-// resourceVersion, which eligibilityChanged lets through as nothing.
+// time) and what node overrides read (allocatable), and drops the rest
+// (images, heartbeats, the condition messages, annotations), which is most
+// of a node's size. With heartbeats gone, a heartbeat-only update leaves
+// the cached node equal but for its resourceVersion, which
+// eligibilityChanged lets through as nothing.
 func leanNode(obj any) (any, error) {
 	node, ok := obj.(*corev1.Node)
 	if !ok {
@@ -79,7 +81,7 @@ func leanNode(obj any) (any, error) {
 			Labels:            node.Labels,
 		},
 		Spec:   corev1.NodeSpec{Taints: node.Spec.Taints, Unschedulable: node.Spec.Unschedulable},
-		Status: corev1.NodeStatus{Conditions: conditions},
+		Status: corev1.NodeStatus{Conditions: conditions, Allocatable: node.Status.Allocatable},
 	}, nil
 }
 
@@ -243,6 +245,7 @@ func podChanged(own *execute.Expectations) predicate.Predicate {
 				(old.DeletionTimestamp == nil) != (cur.DeletionTimestamp == nil) ||
 				old.Status.Phase != cur.Status.Phase ||
 				oldReady != curReady || !oldSince.Equal(curSince) ||
+				inplace.ShouldOpen(old) != inplace.ShouldOpen(cur) ||
 				troubleChanged(old, cur)
 		},
 	}

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
 )
 
@@ -28,10 +29,28 @@ type Delete struct {
 	Finished bool
 }
 
+// Update asks for a pod to move to the update revision without being
+// replaced (see internal/inplace, which turns a delete and a create of the
+// rollout into one): Patch is the strategic merge patch of the pod, and
+// Restart says its containers restart on new images, so its in-place
+// readiness gate is closed first.
+type Update struct {
+	Pod     *corev1.Pod
+	Node    string
+	Reason  string
+	Patch   []byte
+	Restart bool
+}
+
 // Plan is what to do in one pass, as data.
 type Plan struct {
 	Creates []Create
 	Deletes []Delete
+	// Updates move pods to the update revision in place.
+	Updates []Update
+	// OpenGates are pods whose in-place readiness gate is to be set True:
+	// new ones, and ones whose in-place update finished.
+	OpenGates []*corev1.Pod
 	// Adopt: orphans that match the selector get a controller reference.
 	Adopt []*corev1.Pod
 	// Release: owned pods that stopped matching the selector lose theirs.
@@ -150,11 +169,25 @@ func PodAvailable(pod *corev1.Pod, minReady time.Duration, now time.Time) bool {
 }
 
 // ReadySince is when the pod last became Ready, and whether it is Ready.
-func ReadySince(pod *corev1.Pod) (time.Time, bool) {
+// A pod whose in-place readiness gate is not True is not Ready, and one
+// is Ready no earlier than the gate opened: the kubelet says the same, but
+// only once it has seen the gate move, and until then the controller must
+// not count a pod it is updating in place as available.
+func ReadySince(pod *corev1.Pod) (since time.Time, ready bool) {
+	gate := false
 	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.LastTransitionTime.Time, c.Status == corev1.ConditionTrue
+		switch c.Type {
+		case corev1.PodReady:
+			ready = c.Status == corev1.ConditionTrue
+			if c.LastTransitionTime.After(since) {
+				since = c.LastTransitionTime.Time
+			}
+		case nasv1alpha1.ReadinessGateInPlace:
+			gate = c.Status != corev1.ConditionTrue
+			if c.LastTransitionTime.After(since) {
+				since = c.LastTransitionTime.Time
+			}
 		}
 	}
-	return time.Time{}, false
+	return since, ready && !gate
 }

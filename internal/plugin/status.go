@@ -90,7 +90,7 @@ func updateHash(ctx context.Context, c client.Client, set *nasv1alpha1.NodeAgent
 	if err != nil {
 		return "", err
 	}
-	encoded, err := revision.Encode(&set.Spec.Template)
+	encoded, err := revision.EncodeSpec(revision.SpecOf(set))
 	if err != nil {
 		return "", err
 	}

@@ -48,7 +48,22 @@ func Build(set *nasv1alpha1.NodeAgentSet, template *corev1.PodTemplateSpec, hash
 	}
 	pod.Spec.Tolerations = eligibility.WithDefaultTolerations(&pod.Spec)
 	pin(&pod.Spec, node)
+	if UpdatesInPlace(set) {
+		// Readiness gates cannot be added to a running pod, so every pod
+		// that may be updated in place carries it from its creation; pods of
+		// sets that always recreate go without (and without the status
+		// write that opens it).
+		pod.Spec.ReadinessGates = append(pod.Spec.ReadinessGates,
+			corev1.PodReadinessGate{ConditionType: nasv1alpha1.ReadinessGateInPlace})
+	}
 	return pod
+}
+
+// UpdatesInPlace tells whether set's rolling updates patch pods in place
+// when they can (podUpdatePolicy InPlaceIfPossible).
+func UpdatesInPlace(set *nasv1alpha1.NodeAgentSet) bool {
+	ru := set.Spec.UpdateStrategy.RollingUpdate
+	return ru != nil && ru.PodUpdatePolicy == nasv1alpha1.InPlaceIfPossiblePodUpdate
 }
 
 // pin replaces the pod's required node affinity with one term selecting
