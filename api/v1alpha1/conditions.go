@@ -5,3 +5,10 @@ package v1alpha1
 // caches cannot be read); reason and message say why. A pass that gets
 // through removes it.
 const ConditionReconcileFailure = "ReconcileFailure"
+
+// ConditionSuspended is True while spec.suspend is set (reason Suspended):
+// the set's agents are deleted and none is placed. Reconciling stays True
+// (reason Suspending) until the last agent pod is gone, then False
+// (reason Suspended), so kstatus reads a suspended set with no pods left
+// as Current. Once the set is resumed it turns False (reason Resumed).
+const ConditionSuspended = "Suspended"

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/nodeagentset/nodeagentset/internal/eligibility"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
 )
 
@@ -51,11 +52,30 @@ type Plan struct {
 func Compute(s Snapshot) Plan {
 	managed, adopt, release := claim(s)
 	p := Plan{Adopt: adopt, Release: release, Nodes: nodeStates(s, managed)}
+	if s.Set.Spec.Suspend {
+		suspend(p.Nodes)
+	}
 	for i := range p.Nodes {
 		manageNode(&p, &p.Nodes[i], s)
 	}
 	rollout(&p, s)
 	return p
+}
+
+// ReasonSuspended is the eligibility reason of every node while the set is
+// suspended.
+const ReasonSuspended = "the set is suspended (spec.suspend)"
+
+// suspend makes no node eligible: every agent goes at once, none is
+// placed, and no rollout runs (it only looks at nodes that may keep an
+// agent). Suspension is what the user asked for, so no budget applies,
+// as when a node stops matching the nodeSelector.
+func suspend(nodes []NodeState) {
+	for i := range nodes {
+		if nodes[i].Exists {
+			nodes[i].Eligibility = eligibility.Result{Reason: ReasonSuspended}
+		}
+	}
 }
 
 // manageNode decides placement on one node: no agent where none may stay,
