@@ -7,28 +7,19 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/eligibility"
 	"github.com/nodeagentset/nodeagentset/internal/plan"
+	testkstatus "github.com/nodeagentset/nodeagentset/test/kstatus"
 )
 
 // kstatusOf is what generic tools (Flux, Argo CD) make of the set.
 func kstatusOf(t *testing.T, set *nasv1alpha1.NodeAgentSet) kstatus.Status {
 	t.Helper()
 	set.APIVersion, set.Kind = nasv1alpha1.GroupVersion.String(), "NodeAgentSet"
-	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := kstatus.Compute(&unstructured.Unstructured{Object: obj})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.Status
+	return testkstatus.Of(t, set)
 }
 
 // suspendedNode is a node as the planner leaves it while the set is
