@@ -12,3 +12,10 @@ const ConditionReconcileFailure = "ReconcileFailure"
 // (reason Suspended), so kstatus reads a suspended set with no pods left
 // as Current. Once the set is resumed it turns False (reason Resumed).
 const ConditionSuspended = "Suspended"
+
+// ConditionStartupTaintRemoved, on a set with spec.startupTaint, says
+// whether the controller can lift that taint from nodes whose agent is
+// available: True (reason Lifting) when it can, False with reason
+// Forbidden when the manager may not patch nodes (the message names the
+// missing permission) or PatchFailed for another error.
+const ConditionStartupTaintRemoved = "StartupTaintRemoved"

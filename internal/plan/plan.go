@@ -41,6 +41,8 @@ type Plan struct {
 	Nodes []NodeState
 	// Rollout is the budgets the rollout worked with.
 	Rollout Budgets
+	// StartupTaint: nodes whose startup taint comes off now.
+	StartupTaint StartupTaint
 	// RequeueAfter is when the plan would change with time alone (a backoff
 	// ending, a pod becoming available); zero when nothing waits on time.
 	RequeueAfter time.Duration
@@ -59,6 +61,7 @@ func Compute(s Snapshot) Plan {
 		manageNode(&p, &p.Nodes[i], s)
 	}
 	rollout(&p, s)
+	startupTaint(&p, s)
 	return p
 }
 

@@ -26,6 +26,8 @@ type Input struct {
 	Now            time.Time
 	// PodFailure is the API server's refusal from this pass, if any.
 	PodFailure error
+	// StartupTaint is what became of spec.startupTaint in this pass.
+	StartupTaint TaintResult
 }
 
 // Counts are the per-node tallies of a plan.
@@ -144,6 +146,7 @@ func setConditions(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, 
 			Message: message, ObservedGeneration: gen, LastTransitionTime: metav1.NewTime(in.Now)})
 	}
 	suspendedCondition(set, c, in.Set)
+	startupTaintCondition(st, set, in.Set, in.StartupTaint)
 	switch {
 	case in.Set.Spec.Suspend:
 		set(nasv1alpha1.ConditionAvailable, false, "Suspended", "the set is suspended (spec.suspend): no agent runs")
