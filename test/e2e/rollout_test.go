@@ -59,6 +59,7 @@ func TestRollouts(t *testing.T) {
 	t.Run("PausedThenResumed", env.paused)
 	t.Run("RollbackRestartsNothingOnTheTarget", env.rollback)
 	t.Run("ProgressDeadline", env.deadline)
+	t.Run("SuspendThenResume", env.suspend)
 }
 
 // deploy creates a set in its own namespace and waits for it to converge.
