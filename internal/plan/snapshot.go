@@ -125,7 +125,7 @@ func nodeStates(s Snapshot, managed []*corev1.Pod) []NodeState {
 	// 1000-node plan's time.
 	nodes := slices.Clone(s.Nodes)
 	slices.SortFunc(nodes, func(a, b *corev1.Node) int { return compareStrings(a.Name, b.Name) })
-	spec := eligibility.AgentSpec(&s.Set.Spec.Template.Spec)
+	spec := podtemplate.AgentSpec(s.Set)
 	skip := unhealthyPolicy(s.Set) == nasv1alpha1.UnhealthyNodesSkip
 	states := make([]NodeState, 0, len(nodes))
 	for _, node := range nodes {

@@ -48,7 +48,12 @@ the reason, computed by the controller's own eligibility and plan code.`,
 					return fmt.Errorf("node %q not found", node)
 				}
 			}
-			return printAs(o.streams.Out, output, rows, func() error { return Render(o.streams.Out, rows) })
+			return printAs(o.streams.Out, output, rows, func() error {
+				if set.Spec.Suspend {
+					fmt.Fprintf(o.streams.Out, "%s is Suspended (spec.suspend): its agents are removed and none is placed\n", kind(set))
+				}
+				return Render(o.streams.Out, rows)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&node, "node", "", "show only this node")

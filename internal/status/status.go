@@ -26,6 +26,8 @@ type Input struct {
 	Now            time.Time
 	// PodFailure is the API server's refusal from this pass, if any.
 	PodFailure error
+	// StartupTaint is what became of spec.startupTaint in this pass.
+	StartupTaint TaintResult
 }
 
 // Counts are the per-node tallies of a plan.
@@ -43,6 +45,9 @@ type Counts struct {
 	Unhealthy, Skipped int32
 	// Pending counts pods the plan still creates or deletes.
 	Pending int
+	// Pods counts the set's pods on every node, terminating and finished
+	// ones included.
+	Pods int
 	// NextAvailable is the earliest moment a Ready pod becomes available.
 	NextAvailable time.Time
 }
@@ -53,6 +58,7 @@ type Counts struct {
 func Count(p plan.Plan, updateHash string, minReady time.Duration, now time.Time) Counts {
 	var c Counts
 	for _, st := range p.Nodes {
+		c.Pods += len(st.Active) + len(st.Finished) + st.Terminating
 		scheduled := len(st.Active) > 0
 		if !st.Eligibility.ShouldRun {
 			if scheduled {
@@ -148,14 +154,26 @@ func setConditions(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, 
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: status, Reason: reason,
 			Message: message, ObservedGeneration: gen, LastTransitionTime: metav1.NewTime(in.Now)})
 	}
-	if c.Available == c.Desired {
+	suspendedCondition(set, c, in.Set)
+	startupTaintCondition(st, set, in.Set, in.StartupTaint)
+	switch {
+	case in.Set.Spec.Suspend:
+		set(nasv1alpha1.ConditionAvailable, false, "Suspended", "the set is suspended (spec.suspend): no agent runs")
+	case c.Available == c.Desired:
 		set(nasv1alpha1.ConditionAvailable, true, "AllNodesAvailable",
 			fmt.Sprintf("%d of %d desired nodes have an available agent", c.Available, c.Desired))
-	} else {
+	default:
 		set(nasv1alpha1.ConditionAvailable, false, "NodesUnavailable",
 			fmt.Sprintf("%d of %d desired nodes have no available agent", c.Desired-c.Available, c.Desired))
 	}
 	switch {
+	case in.Set.Spec.Suspend && (c.Pods > 0 || c.Pending > 0):
+		set(nasv1alpha1.ConditionReconciling, true, "Suspending",
+			fmt.Sprintf("suspended: %d agent pods left to remove", c.Pods))
+	case in.Set.Spec.Suspend:
+		// Settled: what the spec asks for is done, so generic tools
+		// (kstatus) read Current.
+		set(nasv1alpha1.ConditionReconciling, false, "Suspended", "suspended: no agent pod is left")
 	case complete:
 		set(nasv1alpha1.ConditionReconciling, false, "Complete",
 			fmt.Sprintf("%d desired nodes settled on revision %s (%d updated)%s", c.Desired, in.UpdateRevision, c.Updated, skippedNote(c)))
@@ -174,6 +192,20 @@ func setConditions(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, 
 		set(nasv1alpha1.ConditionPodFailure, true, "APIError", Clip(in.PodFailure.Error(), MaxMessage))
 	} else if meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionPodFailure) != nil {
 		set(nasv1alpha1.ConditionPodFailure, false, "NoFailure", "the last pass created and deleted every pod it meant to")
+	}
+}
+
+// suspendedCondition says whether the set is suspended: True while it is,
+// False (Resumed) once it no longer is; absent on a set never suspended.
+func suspendedCondition(set func(string, bool, string, string), c Counts, nas *nasv1alpha1.NodeAgentSet) {
+	switch {
+	case nas.Spec.Suspend && c.Pods == 0:
+		set(nasv1alpha1.ConditionSuspended, true, "Suspended", "spec.suspend is true: every agent pod was removed")
+	case nas.Spec.Suspend:
+		set(nasv1alpha1.ConditionSuspended, true, "Suspended",
+			fmt.Sprintf("spec.suspend is true: %d agent pods left to remove", c.Pods))
+	case meta.FindStatusCondition(nas.Status.Conditions, nasv1alpha1.ConditionSuspended) != nil:
+		set(nasv1alpha1.ConditionSuspended, false, "Resumed", "spec.suspend is false: agents are placed on every eligible node")
 	}
 }
 
@@ -196,6 +228,9 @@ func progress(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, in In
 	}
 	stalled := false
 	switch {
+	case in.Set.Spec.Suspend:
+		mark(metav1.ConditionUnknown, "Suspended", "the set is suspended; no rollout runs and no progress deadline applies",
+			keepOr(cond, metav1.ConditionUnknown, now))
 	case complete:
 		mark(metav1.ConditionTrue, "RolloutComplete", "the rollout is complete", keepOr(cond, metav1.ConditionTrue, now))
 	case rolledOut(prev, *st, c):
@@ -205,7 +240,7 @@ func progress(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, in In
 		mark(metav1.ConditionTrue, "RolloutComplete", "the rollout is complete", cond.LastTransitionTime)
 	case paused(in.Set):
 		mark(metav1.ConditionUnknown, "Paused", "the rollout is paused; no progress deadline applies", keepOr(cond, metav1.ConditionUnknown, now))
-	case moved || cond == nil || cond.Reason == "RolloutComplete" || cond.Reason == "Paused":
+	case moved || cond == nil || cond.Reason == "RolloutComplete" || cond.Reason == "Paused" || cond.Reason == "Suspended":
 		mark(metav1.ConditionTrue, "RollingOut", reconcilingMessage(c), now)
 	case deadline(in.Set) > 0 && in.Now.Sub(cond.LastTransitionTime.Time) >= deadline(in.Set):
 		stalled = true
