@@ -109,8 +109,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	cost := time.Since(started)
 	r.warnTrouble(set, p)
 	claimErr := r.claimPods(ctx, set, selector, snap.Pods, &p)
-	out, execErr := r.Executor.Execute(ctx, set, p, &set.Spec.Template, updateHash)
-	execErr = errors.Join(claimErr, execErr)
+	others, tmplErr := otherTemplates(p, revs)
+	out, execErr := r.Executor.Execute(ctx, set, p, &set.Spec.Template, updateHash, others...)
+	execErr = errors.Join(claimErr, tmplErr, execErr)
 
 	started = time.Now()
 	st, wake := status.Compute(status.Input{
@@ -121,6 +122,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	r.costs.Store(req.NamespacedName, cost)
 	passCompute.Observe(cost.Seconds())
 	r.rollouts.record(set, st, skipped(p), snap.Now)
+	r.recordStage(set, st)
 	pruneErr := r.pruneHistory(ctx, set, revs, liveRevisions(snap.Pods, revs.update.Name, st.CurrentRevision))
 	statusDue, statusErr := r.writeStatus(ctx, set, st, snap.Now)
 	if err := errors.Join(execErr, pruneErr, statusErr); err != nil {

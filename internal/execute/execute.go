@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -49,10 +50,19 @@ type Outcome struct {
 	Capped bool
 }
 
+// Template is a revision's pod template and hash.
+type Template struct {
+	Spec *corev1.PodTemplateSpec
+	Hash string
+}
+
 // Execute carries out p for set, building new pods from template (the
-// update revision's, with hash). Every error is returned, joined; the first
-// failing write of a kind stops the rest of that kind for this pass.
-func (x *Executor) Execute(ctx context.Context, set *nasv1alpha1.NodeAgentSet, p plan.Plan, template *corev1.PodTemplateSpec, hash string) (Outcome, error) {
+// update revision's, with hash), or, for a create that names another
+// revision, from the one of others with that hash (the current revision,
+// while a staged rollout's check has failed). Every error is returned,
+// joined; the first failing write of a kind stops the rest of that kind
+// for this pass.
+func (x *Executor) Execute(ctx context.Context, set *nasv1alpha1.NodeAgentSet, p plan.Plan, template *corev1.PodTemplateSpec, hash string, others ...Template) (Outcome, error) {
 	var errs []error
 	for _, pod := range p.Release {
 		errs = append(errs, x.setController(ctx, set, pod, false))
@@ -76,7 +86,7 @@ func (x *Executor) Execute(ctx context.Context, set *nasv1alpha1.NodeAgentSet, p
 	var err error
 	out.Deleted, err = x.deletes(ctx, set, deletes)
 	errs = append(errs, err)
-	out.Created, err = x.creates(ctx, set, creates, template, hash)
+	out.Created, err = x.creates(ctx, set, creates, append(others, Template{Spec: template, Hash: hash}))
 	errs = append(errs, err)
 	return out, errors.Join(errs...)
 }
@@ -90,12 +100,21 @@ func (x *Executor) now() time.Time {
 
 // creates issues the creates in slow-start batches (1, 2, 4, ...) so a
 // template the API server refuses costs one request, not hundreds.
-func (x *Executor) creates(ctx context.Context, set *nasv1alpha1.NodeAgentSet, creates []plan.Create, template *corev1.PodTemplateSpec, hash string) (int, error) {
+func (x *Executor) creates(ctx context.Context, set *nasv1alpha1.NodeAgentSet, creates []plan.Create, templates []Template) (int, error) {
 	log := logr.FromContextOrDiscard(ctx)
 	var created []string
+	update := templates[len(templates)-1]
 	err := slowStart(len(creates), func(i int) error {
 		c := creates[i]
-		pod := podtemplate.Build(set, template, hash, c.Node)
+		t := update
+		if c.Revision != "" {
+			j := slices.IndexFunc(templates, func(t Template) bool { return t.Hash == c.Revision })
+			if j < 0 {
+				return fmt.Errorf("creating Pod on Node %q: no template of revision %q", c.Node, c.Revision)
+			}
+			t = templates[j]
+		}
+		pod := podtemplate.Build(set, t.Spec, t.Hash, c.Node)
 		if err := x.Client.Create(ctx, pod); err != nil {
 			return fmt.Errorf("creating Pod on Node %q: %w", c.Node, err)
 		}
