@@ -237,6 +237,15 @@ type RollingUpdate struct {
 	// +optional
 	// +kubebuilder:default=Recreate
 	PodUpdatePolicy PodUpdatePolicy `json:"podUpdatePolicy,omitempty"`
+	// Canary is the first nodes of every rollout (see Canary).
+	// +optional
+	Canary *Canary `json:"canary,omitempty"`
+	// Waves update the nodes after the canary one label value at a time.
+	// +optional
+	Waves *Waves `json:"waves,omitempty"`
+	// Health are checks that stop a bad revision.
+	// +optional
+	Health *Health `json:"health,omitempty"`
 }
 
 // UnhealthyNodesPolicy is what a rollout does with unhealthy nodes.
@@ -330,6 +339,9 @@ type NodeAgentSetStatus struct {
 	// UpdateRevision is the revision of the current template.
 	// +optional
 	UpdateRevision string `json:"updateRevision,omitempty"`
+	// Rollout is the stage of a rollout with canary, waves or health.
+	// +optional
+	Rollout *RolloutStatus `json:"rollout,omitempty"`
 	// Conditions: Available, Progressing, Reconciling, Stalled, PodFailure.
 	// +optional
 	// +listType=map

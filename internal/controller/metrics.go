@@ -137,6 +137,7 @@ func forgetMetrics(namespace, name string) {
 		g.DeleteLabelValues(namespace, name)
 	}
 	rolloutDuration.DeleteLabelValues(namespace, name)
+	forgetStageMetrics(namespace, name)
 }
 
 // skipped counts the nodes a plan's rollout passes by as unhealthy.

@@ -118,7 +118,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	cost := time.Since(started)
 	r.warnTrouble(set, p)
 	claimErr := r.claimPods(ctx, set, selector, snap.Pods, &p)
-	out, execErr := r.Executor.Execute(ctx, set, p, templates.update, updateHash)
+	out, execErr := r.Executor.Execute(ctx, set, p, templates.build, updateHash)
 	execErr = errors.Join(claimErr, execErr)
 	taint := r.Executor.LiftStartupTaint(ctx, set, p.StartupTaint.Lift)
 
@@ -132,6 +132,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	r.costs.Store(req.NamespacedName, cost)
 	passCompute.Observe(cost.Seconds())
 	r.rollouts.record(set, st, skipped(p), snap.Now)
+	r.recordStage(set, st)
 	pruneErr := r.pruneHistory(ctx, set, revs, liveRevisions(snap.Pods, revs.update.Name, st.CurrentRevision))
 	statusDue, statusErr := r.writeStatus(ctx, set, st, snap.Now)
 	if err := errors.Join(execErr, taint.Err, pruneErr, statusErr); err != nil {

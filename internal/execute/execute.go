@@ -1,6 +1,7 @@
 package execute
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,12 +51,14 @@ type Outcome struct {
 	Capped bool
 }
 
-// Template gives the template a new pod on node is built from: the update
-// revision's, node overrides applied.
-type Template func(node string) (*corev1.PodTemplateSpec, error)
+// Template gives the template a new pod on node is built from under the
+// revision of hash (node overrides applied): the update revision's, or,
+// for a create that names another revision, that one (the current
+// revision, while a staged rollout's check has failed).
+type Template func(node, hash string) (*corev1.PodTemplateSpec, error)
 
-// Execute carries out p for set, building new pods from template (the
-// update revision's, with hash). Every error is returned, joined; the first
+// Execute carries out p for set, building new pods from template (hash is
+// the update revision's). Every error is returned, joined; the first
 // failing write of a kind stops the rest of that kind for this pass.
 func (x *Executor) Execute(ctx context.Context, set *nasv1alpha1.NodeAgentSet, p plan.Plan, template Template, hash string) (Outcome, error) {
 	var errs []error
@@ -107,11 +110,12 @@ func (x *Executor) creates(ctx context.Context, set *nasv1alpha1.NodeAgentSet, c
 	var created []string
 	err := slowStart(len(creates), func(i int) error {
 		c := creates[i]
-		t, err := template(c.Node)
+		h := cmp.Or(c.Revision, hash)
+		t, err := template(c.Node, h)
 		if err != nil {
 			return fmt.Errorf("building the Pod for Node %q: %w", c.Node, err)
 		}
-		pod := podtemplate.Build(set, t, hash, c.Node)
+		pod := podtemplate.Build(set, t, h, c.Node)
 		if err := x.Client.Create(ctx, pod); err != nil {
 			return fmt.Errorf("creating Pod on Node %q: %w", c.Node, err)
 		}

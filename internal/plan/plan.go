@@ -9,12 +9,16 @@ import (
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/eligibility"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
+	"github.com/nodeagentset/nodeagentset/internal/stages"
 )
 
-// Create asks for a new agent pod on Node, of the update revision.
+// Create asks for a new agent pod on Node, of the update revision, or of
+// the revision whose hash Revision names (the current revision, while a
+// staged rollout's health check has failed).
 type Create struct {
-	Node   string
-	Reason string
+	Node     string
+	Reason   string
+	Revision string
 }
 
 // Delete asks for a pod to go.
@@ -65,6 +69,12 @@ type Plan struct {
 	// RequeueAfter is when the plan would change with time alone (a backoff
 	// ending, a pod becoming available); zero when nothing waits on time.
 	RequeueAfter time.Duration
+	// Stage is the staged rollout's decision (see stages.Next): the next
+	// status.rollout and a failed health check, if any.
+	Stage stages.Result
+	// createRevision is the hash new agents get when not the update
+	// revision's.
+	createRevision string
 }
 
 // Compute is the plan for a snapshot: placement first (an agent on every
@@ -172,7 +182,7 @@ func createOn(p *Plan, st *NodeState, reason string) bool {
 		st.Waiting = "waiting: the node still holds two pods (terminating ones count)"
 		return false
 	}
-	p.Creates = append(p.Creates, Create{Node: st.Name, Reason: reason})
+	p.Creates = append(p.Creates, Create{Node: st.Name, Reason: reason, Revision: p.createRevision})
 	return true
 }
 

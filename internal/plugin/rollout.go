@@ -33,6 +33,7 @@ func newRolloutCommand(o *options) *cobra.Command {
 	}
 	cmd.AddCommand(newRolloutStatus(o), newRolloutHistory(o), newRolloutUndo(o),
 		newRolloutPause(o, true), newRolloutPause(o, false), newRolloutRestart(o))
+	cmd.AddCommand(newRolloutVerbs(o)...)
 	return cmd
 }
 
@@ -111,8 +112,12 @@ func rolloutState(set *nasv1alpha1.NodeAgentSet) (bool, string, error) {
 	if ru := set.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.Paused {
 		return false, fmt.Sprintf("Waiting for %s rollout: paused (%d of %d nodes updated)...", kind(set), st.UpdatedNumberScheduled, st.DesiredNumberScheduled), nil
 	}
-	return false, fmt.Sprintf("Waiting for %s rollout to finish: %d of %d nodes updated, %d available...",
-		kind(set), st.UpdatedNumberScheduled, st.DesiredNumberScheduled, st.NumberAvailable), nil
+	stage := ""
+	if line := stageLine(set, time.Now()); line != "" {
+		stage = " (" + line + ")"
+	}
+	return false, fmt.Sprintf("Waiting for %s rollout to finish: %d of %d nodes updated, %d available%s...",
+		kind(set), st.UpdatedNumberScheduled, st.DesiredNumberScheduled, st.NumberAvailable, stage), nil
 }
 
 // show prints a progress line: redrawn in place on a terminal, one line per
