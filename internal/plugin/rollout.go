@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -188,13 +189,13 @@ kubernetes.io/change-cause annotation when the revision was made), one
 revision's pod template with --revision, or the difference between two with
 --revision N --diff-with M.
 
--o name, json, yaml, jsonpath=... and go-template=... print the set's
-ControllerRevisions (or the one --revision names), as kubectl rollout history
-does for a DaemonSet.`,
+-o name, json, yaml, jsonpath=... and go-template=... print the set as it was
+at each revision (or at the one --revision names): the NodeAgentSet with that
+revision's pod template, as kubectl rollout history does for a DaemonSet.`,
 		Example: `  kubectl nodeagentset rollout history node-exporter
   kubectl nodeagentset rollout history node-exporter --revision 3
   kubectl nodeagentset rollout history node-exporter --revision 3 --diff-with 2
-  kubectl nodeagentset rollout history node-exporter --revision 3 -o jsonpath='{.data.spec.template.spec.containers[0].image}'`,
+  kubectl nodeagentset rollout history node-exporter --revision 3 -o jsonpath='{.spec.template.spec.containers[0].image}'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !output.table() {
@@ -237,8 +238,10 @@ does for a DaemonSet.`,
 	return cmd
 }
 
-// printRevisions prints the set's ControllerRevisions, oldest first, or
-// the one numbered, with kubectl's printer for -o.
+// printRevisions prints, oldest first, the set as it was at each revision
+// (or at the one numbered): its object with that revision's pod template,
+// which is what kubectl rollout history -o prints for a DaemonSet, and a
+// manifest that would roll the set back if applied.
 func (o *options) printRevisions(cmd *cobra.Command, name string, number int64, output *outputFlags) error {
 	printer, err := output.printer()
 	if err != nil {
@@ -259,12 +262,24 @@ func (o *options) printRevisions(cmd *cobra.Command, name string, number int64, 
 		}
 		revs = []*appsv1.ControllerRevision{cr}
 	}
+	current, err := unstructuredSet(cmd, c, client.ObjectKeyFromObject(set))
+	if err != nil {
+		return err
+	}
 	for _, cr := range revs {
-		u, err := asUnstructured(cr)
+		t, err := revision.Decode(cr)
 		if err != nil {
 			return err
 		}
-		if err := printer.PrintObj(u, o.streams.Out); err != nil {
+		template, err := runtime.DefaultUnstructuredConverter.ToUnstructured(t)
+		if err != nil {
+			return err
+		}
+		at := current.DeepCopy()
+		if err := unstructured.SetNestedField(at.Object, template, "spec", "template"); err != nil {
+			return err
+		}
+		if err := printer.PrintObj(at, o.streams.Out); err != nil {
 			return err
 		}
 	}

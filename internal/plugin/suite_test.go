@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -80,11 +81,11 @@ func mustPlugin(t *testing.T, kubeconfig string, args ...string) string {
 	return out
 }
 
-// kubectl runs the real kubectl (bin/kubectl, 1.32) against the test API
-// server.
+// kubectl runs the real kubectl against the test API server: $KUBECTL if
+// set, else the one in $KUBEBUILDER_ASSETS (bin/kubectl), else PATH's.
 func kubectl(t *testing.T, kubeconfig string, stdin []byte, args ...string) string {
 	t.Helper()
-	bin := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
+	bin := cmp.Or(os.Getenv("KUBECTL"), filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl"))
 	if _, err := os.Stat(bin); err != nil {
 		if bin, err = exec.LookPath("kubectl"); err != nil {
 			t.Fatal("no kubectl in $KUBEBUILDER_ASSETS or on PATH")

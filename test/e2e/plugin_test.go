@@ -120,7 +120,7 @@ func TestKubectlPlugin(t *testing.T) {
 			t.Errorf("history:\n%s", out)
 		}
 		mustPlugin(t, c, "image: registry.example/agent:2", "rollout", "history", "agent", "--revision", "2")
-		mustPlugin(t, c, "kubernetes.io/change-cause: agent 2", "rollout", "history", "agent", "-o", "yaml")
+		mustPlugin(t, c, "image: registry.example/agent:1", "rollout", "history", "agent", "-o", "yaml")
 		diff := mustPlugin(t, c, "--- revision #1", "rollout", "history", "agent", "--revision", "2", "--diff-with", "1")
 		if !strings.Contains(diff, "- ") || !strings.Contains(diff, "+ ") || !strings.Contains(diff, "registry.example/agent:2") {
 			t.Errorf("diff:\n%s", diff)
