@@ -116,9 +116,11 @@ func (f *fixture) status(t *testing.T, change func(*nasv1alpha1.NodeAgentSet)) {
 	}
 }
 
-// settled is the status of a finished pass: generation observed, counts
-// given, Reconciling False with reason Complete when complete.
-func settled(desired, updated, available int32, complete bool) func(*nasv1alpha1.NodeAgentSet) {
+// settled is the status of a finished pass over 3 desired nodes:
+// generation observed, counts given, Reconciling False with reason Complete
+// when complete.
+func settled(updated, available int32, complete bool) func(*nasv1alpha1.NodeAgentSet) {
+	const desired = 3
 	return func(s *nasv1alpha1.NodeAgentSet) {
 		s.Status.ObservedGeneration = s.Generation
 		s.Status.DesiredNumberScheduled, s.Status.CurrentNumberScheduled = desired, desired

@@ -18,7 +18,7 @@ import (
 func TestOutputsMatchKubectl(t *testing.T) {
 	c := apiServer(t)
 	f := newFixture(t, "output", "RollingUpdate", "registry.example/agent:1", "registry.example/agent:2")
-	f.status(t, settled(3, 2, 3, false))
+	f.status(t, settled(2, 3, false))
 
 	for _, tc := range []struct {
 		golden     string
