@@ -259,16 +259,35 @@ func convertDaemonSet(doc []byte, apiVersion string) (map[string]any, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, err
 	}
+	asManifest(m)
+	return m, nil
+}
+
+// dropEmptyStatus is asManifest on YAML.
+func dropEmptyStatus(b []byte) []byte {
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return b
+	}
+	asManifest(m)
+	out, err := yaml.Marshal(m)
+	if err != nil {
+		return b
+	}
+	return out
+}
+
+// asManifest removes what the Go types always marshal and a manifest
+// should not carry: the status, and creationTimestamp: null on the object
+// and its pod template.
+func asManifest(m map[string]any) {
 	delete(m, "status")
 	dropNullTimestamp(m)
 	if spec, ok := m["spec"].(map[string]any); ok {
 		dropNullTimestamp(spec["template"])
 	}
-	return m, nil
 }
 
-// dropNullTimestamp removes the creationTimestamp: null the Go types always
-// marshal, which a manifest should not carry.
 func dropNullTimestamp(obj any) {
 	if m, ok := obj.(map[string]any); ok {
 		if md, ok := m["metadata"].(map[string]any); ok && md["creationTimestamp"] == nil {

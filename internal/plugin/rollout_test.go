@@ -18,9 +18,9 @@ import (
 	"github.com/nodeagentset/nodeagentset/internal/revision"
 )
 
-// wait bounds every wait for something another goroutine does; generous,
+// patience bounds every wait for something another goroutine does; generous,
 // since a loaded CI machine is slow.
-const wait = 2 * time.Minute
+const patience = 2 * time.Minute
 
 // syncBuffer is an output stream the test reads while a command writes it.
 type syncBuffer struct {
@@ -57,10 +57,10 @@ func TestRolloutStatusWatchesTheSet(t *testing.T) {
 	streams := testStreams()
 	streams.Out = &stdout
 	cmd := NewCommand(streams)
-	cmd.SetArgs([]string{"--kubeconfig", c.Kubeconfig, "-n", f.ns, "rollout", "status", "agent", "--timeout", wait.String()})
+	cmd.SetArgs([]string{"--kubeconfig", c.Kubeconfig, "-n", f.ns, "rollout", "status", "agent", "--timeout", patience.String()})
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(context.Background()) }()
-	deadline := time.Now().Add(wait)
+	deadline := time.Now().Add(patience)
 	for !strings.Contains(stdout.String(), "1 of 3 nodes updated") {
 		if time.Now().After(deadline) {
 			t.Fatalf("rollout status printed no progress:\n%s", stdout.String())
@@ -83,7 +83,7 @@ func TestRolloutStatusOnDeleteCountsOldNodes(t *testing.T) {
 	c := apiServer(t)
 	f := newFixture(t, "ondelete", nasv1alpha1.OnDeleteStrategy, "registry.example/agent:1", "registry.example/agent:2")
 	f.status(t, settled(1, 3, true))
-	_, _, err := plugin(t, c.Kubeconfig, nil, "-n", f.ns, "rollout", "status", "agent", "--timeout", wait.String())
+	_, _, err := plugin(t, c.Kubeconfig, nil, "-n", f.ns, "rollout", "status", "agent", "--timeout", patience.String())
 	if err == nil || !strings.Contains(err.Error(), "uses the OnDelete strategy: 2 of 3 nodes still run an old revision; delete their pods to update them") {
 		t.Errorf("OnDelete with old agents: %v", err)
 	}
