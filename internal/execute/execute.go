@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/inplace"
 	"github.com/nodeagentset/nodeagentset/internal/plan"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
 	"github.com/nodeagentset/nodeagentset/internal/status"
@@ -44,15 +45,19 @@ type Executor struct {
 
 // Outcome is what a pass did.
 type Outcome struct {
-	Created, Deleted int
+	Created, Deleted, Updated int
 	// Capped: the burst cap cut the pass short; run another at once.
 	Capped bool
 }
 
+// Template gives the template a new pod on node is built from: the update
+// revision's, node overrides applied.
+type Template func(node string) (*corev1.PodTemplateSpec, error)
+
 // Execute carries out p for set, building new pods from template (the
 // update revision's, with hash). Every error is returned, joined; the first
 // failing write of a kind stops the rest of that kind for this pass.
-func (x *Executor) Execute(ctx context.Context, set *nasv1alpha1.NodeAgentSet, p plan.Plan, template *corev1.PodTemplateSpec, hash string) (Outcome, error) {
+func (x *Executor) Execute(ctx context.Context, set *nasv1alpha1.NodeAgentSet, p plan.Plan, template Template, hash string) (Outcome, error) {
 	var errs []error
 	for _, pod := range p.Release {
 		errs = append(errs, x.setController(ctx, set, pod, false))
@@ -69,15 +74,22 @@ func (x *Executor) Execute(ctx context.Context, set *nasv1alpha1.NodeAgentSet, p
 	if len(deletes) > burst {
 		deletes, out.Capped = deletes[:burst], true
 	}
+	updates := p.Updates
+	if room := burst - len(deletes); len(updates) > room {
+		updates, out.Capped = updates[:room], true
+	}
 	creates := p.Creates
-	if room := burst - len(deletes); len(creates) > room {
+	if room := burst - len(deletes) - len(updates); len(creates) > room {
 		creates, out.Capped = creates[:room], true
 	}
 	var err error
 	out.Deleted, err = x.deletes(ctx, set, deletes)
 	errs = append(errs, err)
+	out.Updated, err = x.updates(ctx, set, updates)
+	errs = append(errs, err)
 	out.Created, err = x.creates(ctx, set, creates, template, hash)
 	errs = append(errs, err)
+	errs = append(errs, x.openGates(ctx, set, p.OpenGates))
 	return out, errors.Join(errs...)
 }
 
@@ -90,16 +102,28 @@ func (x *Executor) now() time.Time {
 
 // creates issues the creates in slow-start batches (1, 2, 4, ...) so a
 // template the API server refuses costs one request, not hundreds.
-func (x *Executor) creates(ctx context.Context, set *nasv1alpha1.NodeAgentSet, creates []plan.Create, template *corev1.PodTemplateSpec, hash string) (int, error) {
+func (x *Executor) creates(ctx context.Context, set *nasv1alpha1.NodeAgentSet, creates []plan.Create, template Template, hash string) (int, error) {
 	log := logr.FromContextOrDiscard(ctx)
 	var created []string
 	err := slowStart(len(creates), func(i int) error {
 		c := creates[i]
-		pod := podtemplate.Build(set, template, hash, c.Node)
+		t, err := template(c.Node)
+		if err != nil {
+			return fmt.Errorf("building the Pod for Node %q: %w", c.Node, err)
+		}
+		pod := podtemplate.Build(set, t, hash, c.Node)
 		if err := x.Client.Create(ctx, pod); err != nil {
 			return fmt.Errorf("creating Pod on Node %q: %w", c.Node, err)
 		}
 		x.Expectations.Created(set.UID, pod, x.now())
+		if inplace.HasGate(pod) {
+			// Until its condition is True the kubelet keeps the pod unready
+			// for ever; opened now rather than in the next pass. A failure
+			// here is retried by the next pass (plan.OpenGates).
+			if opened, err := x.setGate(ctx, pod, corev1.ConditionTrue, "Created"); err == nil && opened != nil {
+				x.Expectations.Patched(set.UID, opened, x.now())
+			}
+		}
 		log.V(4).Info("Created pod", "pod", klog.KObj(pod), "node", c.Node, "reason", c.Reason)
 		return nil
 	}, func(i int) { created = append(created, creates[i].Node) })

@@ -146,6 +146,9 @@ func rolloutState(set *nasv1alpha1.NodeAgentSet) (bool, string, error) {
 		}
 		return true, fmt.Sprintf("%s successfully rolled out (%d nodes)", kind(set), st.DesiredNumberScheduled), nil
 	}
+	if set.Spec.Suspend {
+		return false, fmt.Sprintf("Waiting for %s rollout: suspended (spec.suspend), no agent runs...", kind(set)), nil
+	}
 	if ru := set.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.Paused {
 		return false, fmt.Sprintf("Waiting for %s rollout: paused (%d of %d nodes updated)...", kind(set), st.UpdatedNumberScheduled, st.DesiredNumberScheduled), nil
 	}

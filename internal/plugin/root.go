@@ -41,7 +41,7 @@ for NodeAgentSets, and shows, node by node, why a node runs no agent.`,
 		SilenceErrors: true,
 	}
 	o.flags.AddFlags(root.PersistentFlags())
-	root.AddCommand(newRolloutCommand(o), newStatusCommand(o), newConvertCommand(o))
+	root.AddCommand(newRolloutCommand(o), newStatusCommand(o), newConvertCommand(o), newMigrateCommand(o))
 	return root
 }
 

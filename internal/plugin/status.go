@@ -72,6 +72,9 @@ what the set's pods tell: the nodes that run an agent, not the ones without.`,
 					return fmt.Errorf("node %q not found", node)
 				}
 			}
+			if set.Spec.Suspend {
+				fmt.Fprintf(o.streams.Out, "%s is Suspended (spec.suspend): its agents are removed and none is placed\n", kind(set))
+			}
 			return Render(o.streams.Out, rows, output.wide())
 		},
 	}
@@ -159,7 +162,7 @@ func updateHash(ctx context.Context, c client.Client, set *nasv1alpha1.NodeAgent
 	if err != nil {
 		return "", err
 	}
-	encoded, err := revision.Encode(&set.Spec.Template)
+	encoded, err := revision.EncodeSpec(revision.SpecOf(set))
 	if err != nil {
 		return "", err
 	}
@@ -267,6 +270,10 @@ func reason(st plan.NodeState, pod *corev1.Pod, deleting, creating map[string]st
 		return "being removed: " + st.Eligibility.Reason
 	case deleting[string(pod.UID)] != "":
 		return "replacing: " + deleting[string(pod.UID)]
+	case st.Charged != "":
+		return st.Charged
+	case st.Skipped != "":
+		return st.Skipped
 	case st.Old != nil && st.New != nil:
 		return "surging: new agent starting next to the old one"
 	case podtemplate.Hash(pod) != updateHash && st.Held != "":

@@ -26,6 +26,8 @@ type Input struct {
 	Now            time.Time
 	// PodFailure is the API server's refusal from this pass, if any.
 	PodFailure error
+	// StartupTaint is what became of spec.startupTaint in this pass.
+	StartupTaint TaintResult
 }
 
 // Counts are the per-node tallies of a plan.
@@ -38,8 +40,14 @@ type Counts struct {
 	// Outdated counts desired nodes whose old agent the rollout still
 	// means to replace (in scope, or held only by pause).
 	Outdated int32
+	// Unhealthy counts desired nodes that are unhealthy; Skipped those of
+	// them the rollout passes by (rollingUpdate.unhealthyNodes Skip).
+	Unhealthy, Skipped int32
 	// Pending counts pods the plan still creates or deletes.
 	Pending int
+	// Pods counts the set's pods on every node, terminating and finished
+	// ones included.
+	Pods int
 	// NextAvailable is the earliest moment a Ready pod becomes available.
 	NextAvailable time.Time
 }
@@ -50,6 +58,7 @@ type Counts struct {
 func Count(p plan.Plan, updateHash string, minReady time.Duration, now time.Time) Counts {
 	var c Counts
 	for _, st := range p.Nodes {
+		c.Pods += len(st.Active) + len(st.Finished) + st.Terminating
 		scheduled := len(st.Active) > 0
 		if !st.Eligibility.ShouldRun {
 			if scheduled {
@@ -58,7 +67,10 @@ func Count(p plan.Plan, updateHash string, minReady time.Duration, now time.Time
 			continue
 		}
 		c.Desired++
+		c.Unhealthy += b2i(st.Health.Unhealthy())
+		c.Skipped += b2i(st.Skipped != "")
 		if !scheduled {
+			c.Settled += b2i(st.Skipped != "")
 			continue
 		}
 		c.Current++
@@ -82,7 +94,9 @@ func Count(p plan.Plan, updateHash string, minReady time.Duration, now time.Time
 		c.Available += b2i(available)
 		c.Updated += b2i(updated)
 		newAvailable := updated && plan.PodAvailable(st.New, minReady, now)
-		c.Settled += b2i(newAvailable && st.Old == nil || available && !updated && settledHold(st.Held))
+		// A skipped unhealthy node needs nothing now: it is replaced once
+		// the node is healthy again.
+		c.Settled += b2i(newAvailable && st.Old == nil || available && !updated && settledHold(st.Held) || st.Skipped != "")
 	}
 	c.Pending = len(p.Creates) + len(p.Deletes)
 	return c
@@ -110,6 +124,7 @@ func Compute(in Input) (nasv1alpha1.NodeAgentSetStatus, time.Time) {
 		NumberAvailable:        c.Available,
 		NumberUnavailable:      c.Desired - c.Available,
 		UpdatedNumberScheduled: c.Updated,
+		UnhealthyNodes:         c.Unhealthy,
 		CollisionCount:         in.CollisionCount,
 		UpdateRevision:         in.UpdateRevision,
 		CurrentRevision:        set.Status.CurrentRevision,
@@ -139,17 +154,29 @@ func setConditions(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, 
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: status, Reason: reason,
 			Message: message, ObservedGeneration: gen, LastTransitionTime: metav1.NewTime(in.Now)})
 	}
-	if c.Available == c.Desired {
+	suspendedCondition(set, c, in.Set)
+	startupTaintCondition(st, set, in.Set, in.StartupTaint)
+	switch {
+	case in.Set.Spec.Suspend:
+		set(nasv1alpha1.ConditionAvailable, false, "Suspended", "the set is suspended (spec.suspend): no agent runs")
+	case c.Available == c.Desired:
 		set(nasv1alpha1.ConditionAvailable, true, "AllNodesAvailable",
 			fmt.Sprintf("%d of %d desired nodes have an available agent", c.Available, c.Desired))
-	} else {
+	default:
 		set(nasv1alpha1.ConditionAvailable, false, "NodesUnavailable",
 			fmt.Sprintf("%d of %d desired nodes have no available agent", c.Desired-c.Available, c.Desired))
 	}
 	switch {
+	case in.Set.Spec.Suspend && (c.Pods > 0 || c.Pending > 0):
+		set(nasv1alpha1.ConditionReconciling, true, "Suspending",
+			fmt.Sprintf("suspended: %d agent pods left to remove", c.Pods))
+	case in.Set.Spec.Suspend:
+		// Settled: what the spec asks for is done, so generic tools
+		// (kstatus) read Current.
+		set(nasv1alpha1.ConditionReconciling, false, "Suspended", "suspended: no agent pod is left")
 	case complete:
 		set(nasv1alpha1.ConditionReconciling, false, "Complete",
-			fmt.Sprintf("%d desired nodes settled on revision %s (%d updated)", c.Desired, in.UpdateRevision, c.Updated))
+			fmt.Sprintf("%d desired nodes settled on revision %s (%d updated)%s", c.Desired, in.UpdateRevision, c.Updated, skippedNote(c)))
 	case paused(in.Set) && c.Pending == 0:
 		// kstatus reads Reconciling True as InProgress: a paused rollout
 		// with nothing else to do is where the spec asks it to be, so a
@@ -165,6 +192,20 @@ func setConditions(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, 
 		set(nasv1alpha1.ConditionPodFailure, true, "APIError", Clip(in.PodFailure.Error(), MaxMessage))
 	} else if meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionPodFailure) != nil {
 		set(nasv1alpha1.ConditionPodFailure, false, "NoFailure", "the last pass created and deleted every pod it meant to")
+	}
+}
+
+// suspendedCondition says whether the set is suspended: True while it is,
+// False (Resumed) once it no longer is; absent on a set never suspended.
+func suspendedCondition(set func(string, bool, string, string), c Counts, nas *nasv1alpha1.NodeAgentSet) {
+	switch {
+	case nas.Spec.Suspend && c.Pods == 0:
+		set(nasv1alpha1.ConditionSuspended, true, "Suspended", "spec.suspend is true: every agent pod was removed")
+	case nas.Spec.Suspend:
+		set(nasv1alpha1.ConditionSuspended, true, "Suspended",
+			fmt.Sprintf("spec.suspend is true: %d agent pods left to remove", c.Pods))
+	case meta.FindStatusCondition(nas.Status.Conditions, nasv1alpha1.ConditionSuspended) != nil:
+		set(nasv1alpha1.ConditionSuspended, false, "Resumed", "spec.suspend is false: agents are placed on every eligible node")
 	}
 }
 
@@ -187,6 +228,9 @@ func progress(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, in In
 	}
 	stalled := false
 	switch {
+	case in.Set.Spec.Suspend:
+		mark(metav1.ConditionUnknown, "Suspended", "the set is suspended; no rollout runs and no progress deadline applies",
+			keepOr(cond, metav1.ConditionUnknown, now))
 	case complete:
 		mark(metav1.ConditionTrue, "RolloutComplete", "the rollout is complete", keepOr(cond, metav1.ConditionTrue, now))
 	case rolledOut(prev, *st, c):
@@ -196,7 +240,7 @@ func progress(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, in In
 		mark(metav1.ConditionTrue, "RolloutComplete", "the rollout is complete", cond.LastTransitionTime)
 	case paused(in.Set):
 		mark(metav1.ConditionUnknown, "Paused", "the rollout is paused; no progress deadline applies", keepOr(cond, metav1.ConditionUnknown, now))
-	case moved || cond == nil || cond.Reason == "RolloutComplete" || cond.Reason == "Paused":
+	case moved || cond == nil || cond.Reason == "RolloutComplete" || cond.Reason == "Paused" || cond.Reason == "Suspended":
 		mark(metav1.ConditionTrue, "RollingOut", reconcilingMessage(c), now)
 	case deadline(in.Set) > 0 && in.Now.Sub(cond.LastTransitionTime.Time) >= deadline(in.Set):
 		stalled = true
@@ -266,8 +310,16 @@ func reconcilingReason(c Counts) string {
 }
 
 func reconcilingMessage(c Counts) string {
-	return fmt.Sprintf("%d of %d desired nodes updated, %d available, %d misscheduled, %d pod changes pending",
-		c.Updated, c.Desired, c.Available, c.Misscheduled, c.Pending)
+	return fmt.Sprintf("%d of %d desired nodes updated, %d available, %d misscheduled, %d pod changes pending%s",
+		c.Updated, c.Desired, c.Available, c.Misscheduled, c.Pending, skippedNote(c))
+}
+
+// skippedNote names the unhealthy nodes a rollout passes by, if any.
+func skippedNote(c Counts) string {
+	if c.Skipped == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d unhealthy nodes skipped until they recover", c.Skipped)
 }
 
 func b2i(b bool) int32 {
