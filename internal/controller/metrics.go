@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/execute"
 )
 
 // Per-set gauges mirror the status counts; the histogram times rollouts
@@ -130,4 +131,5 @@ func forgetMetrics(namespace, name string) {
 		g.DeleteLabelValues(namespace, name)
 	}
 	rolloutDuration.DeleteLabelValues(namespace, name)
+	execute.ForgetMetrics(namespace, name)
 }

@@ -8,7 +8,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
-// metricValue reads a gauge or a histogram's sample count for one set from
+// metricValue reads a gauge, a counter or a histogram's sample count for one set from
 // the registry the manager serves.
 func metricValue(t *testing.T, name, namespace, set string) (float64, bool) {
 	t.Helper()
@@ -24,6 +24,9 @@ func metricValue(t *testing.T, name, namespace, set string) (float64, bool) {
 			if label(m, "namespace") == namespace && label(m, "name") == set {
 				if h := m.GetHistogram(); h != nil {
 					return float64(h.GetSampleCount()), true
+				}
+				if c := m.GetCounter(); c != nil {
+					return c.GetValue(), true
 				}
 				return m.GetGauge().GetValue(), true
 			}
