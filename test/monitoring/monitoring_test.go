@@ -94,10 +94,10 @@ func withExpr(t *testing.T, rules []byte, i int, expr string) []byte {
 // strings and functions are not metrics.
 func TestMetricNames(t *testing.T) {
 	for expr, want := range map[string][]string{
-		`histogram_quantile(0.9, sum by (namespace, name, le) (rate(nodeagentset_rollout_duration_seconds_bucket{namespace=~"$namespace"}[$__rate_interval])))`: {"nodeagentset_rollout_duration_seconds_bucket"},
+		`histogram_quantile(0.9, sum by (namespace, name, le) (rate(nodeagentset_rollout_duration_seconds_bucket{namespace=~"$namespace"}[$__rate_interval])))`:      {"nodeagentset_rollout_duration_seconds_bucket"},
 		`(nodeagentset_updated_nodes < nodeagentset_desired_nodes) unless on (namespace, name) (nodeagentset_rollout_phase{phase=~"Paused|AwaitingPromotion"} == 1)`: {"nodeagentset_updated_nodes", "nodeagentset_desired_nodes", "nodeagentset_rollout_phase"},
-		`label_values(nodeagentset_desired_nodes{namespace=~"$namespace"}, name)`: {"nodeagentset_desired_nodes"},
-		`sum(rate(controller_runtime_reconcile_errors_total{controller="nodeagentset"}[5m]))`: {"controller_runtime_reconcile_errors_total"},
+		`label_values(nodeagentset_desired_nodes{namespace=~"$namespace"}, name)`:                                                                                    {"nodeagentset_desired_nodes"},
+		`sum(rate(controller_runtime_reconcile_errors_total{controller="nodeagentset"}[5m]))`:                                                                        {"controller_runtime_reconcile_errors_total"},
 	} {
 		if got := MetricNames(expr); !slices.Equal(got, want) {
 			t.Errorf("MetricNames(%s) = %q, want %q", expr, got, want)
