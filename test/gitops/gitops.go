@@ -79,43 +79,43 @@ func ArgoHealth(obj map[string]any) (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
-	L := lua.NewState(lua.Options{SkipOpenLibs: true})
-	defer L.Close()
+	state := lua.NewState(lua.Options{SkipOpenLibs: true})
+	defer state.Close()
 	// The libraries Argo CD opens for health scripts.
 	for _, lib := range []struct {
 		name string
 		open lua.LGFunction
 	}{{lua.LoadLibName, lua.OpenPackage}, {lua.BaseLibName, lua.OpenBase}, {lua.TabLibName, lua.OpenTable},
 		{lua.StringLibName, lua.OpenString}, {lua.MathLibName, lua.OpenMath}} {
-		L.Push(L.NewFunction(lib.open))
-		L.Push(lua.LString(lib.name))
-		L.Call(1, 0)
+		state.Push(state.NewFunction(lib.open))
+		state.Push(lua.LString(lib.name))
+		state.Call(1, 0)
 	}
-	L.SetGlobal("obj", toLua(L, obj))
-	if err := L.DoString(string(script)); err != nil {
+	state.SetGlobal("obj", toLua(state, obj))
+	if err := state.DoString(string(script)); err != nil {
 		return "", "", fmt.Errorf("health.lua: %w", err)
 	}
-	ret, ok := L.Get(-1).(*lua.LTable)
+	ret, ok := state.Get(-1).(*lua.LTable)
 	if !ok {
-		return "", "", fmt.Errorf("health.lua returned %s, not a table", L.Get(-1).Type())
+		return "", "", fmt.Errorf("health.lua returned %s, not a table", state.Get(-1).Type())
 	}
 	return lua.LVAsString(ret.RawGetString("status")), lua.LVAsString(ret.RawGetString("message")), nil
 }
 
 // toLua converts decoded JSON as Argo CD does: objects become tables keyed
 // by string, arrays tables indexed from 1, numbers LNumber.
-func toLua(L *lua.LState, v any) lua.LValue {
+func toLua(state *lua.LState, v any) lua.LValue {
 	switch v := v.(type) {
 	case map[string]any:
-		t := L.NewTable()
+		t := state.NewTable()
 		for k, e := range v {
-			t.RawSetString(k, toLua(L, e))
+			t.RawSetString(k, toLua(state, e))
 		}
 		return t
 	case []any:
-		t := L.NewTable()
+		t := state.NewTable()
 		for _, e := range v {
-			t.Append(toLua(L, e))
+			t.Append(toLua(state, e))
 		}
 		return t
 	case string:

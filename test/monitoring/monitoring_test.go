@@ -110,12 +110,12 @@ func TestMetricNames(t *testing.T) {
 func TestMissingCatchesMisspeltMetrics(t *testing.T) {
 	exposed := []string{"nodeagentset_desired_nodes", "nodeagentset_rollout_duration_seconds_bucket"}
 	got := Missing([]string{
-		`nodeagentset_desired_nodes - nodeagentset_availble_nodes`,
+		`nodeagentset_desired_nodes - nodeagentset_availabel_nodes`,
 		`rate(nodeagentset_rollout_duration_seconds_bucket[5m])`,
 		`rate(nodeagentset_desired_nodes_bucket[5m])`,
 		`nodeagentset_rollout_phase == 1`,
 	}, exposed, Promised)
-	want := []string{"nodeagentset_availble_nodes", "nodeagentset_desired_nodes_bucket"}
+	want := []string{"nodeagentset_availabel_nodes", "nodeagentset_desired_nodes_bucket"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("Missing = %q, want %q", got, want)
 	}
