@@ -12,7 +12,7 @@ import (
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 )
 
-// metricValue reads a gauge or a histogram's sample count for one set from
+// metricValue reads a gauge, a counter or a histogram's sample count for one set from
 // the registry the manager serves.
 func metricValue(t *testing.T, name, namespace, set string) (float64, bool) {
 	t.Helper()
@@ -28,6 +28,9 @@ func metricValue(t *testing.T, name, namespace, set string) (float64, bool) {
 			if label(m, "namespace") == namespace && label(m, "name") == set {
 				if h := m.GetHistogram(); h != nil {
 					return float64(h.GetSampleCount()), true
+				}
+				if c := m.GetCounter(); c != nil {
+					return c.GetValue(), true
 				}
 				return m.GetGauge().GetValue(), true
 			}

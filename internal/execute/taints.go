@@ -68,13 +68,6 @@ func (x *Executor) LiftStartupTaint(ctx context.Context, set *nasv1alpha1.NodeAg
 	return out
 }
 
-// nodeRef names the node to patch; the patch carries the change.
-func nodeRef(name string) *corev1.Node {
-	n := &corev1.Node{}
-	n.Name = name
-	return n
-}
-
 // liftPatch is the JSON patch that removes every taint of want's key and
 // effect from node, guarded by a test of the whole list; false when the
 // node has none.
