@@ -51,6 +51,13 @@ func TestGitOpsHealthOfLiveStates(t *testing.T) {
 	f.update(set, func(s *nasv1alpha1.NodeAgentSet) { s.Spec.ProgressDeadlineSeconds = ptr.To[int32](1) })
 	capture(t, f, set, "degraded-deadline", condition(nasv1alpha1.ConditionStalled, metav1.ConditionTrue, "ProgressDeadlineExceeded"))
 
+	// Suspended: every agent gone, none placed.
+	f.update(set, func(s *nasv1alpha1.NodeAgentSet) { s.Spec.Suspend = true })
+	capture(t, f, set, "suspended", func(c []metav1.Condition) bool {
+		return condition(nasv1alpha1.ConditionSuspended, metav1.ConditionTrue, "Suspended")(c) &&
+			condition(nasv1alpha1.ConditionReconciling, metav1.ConditionFalse, "Suspended")(c)
+	})
+
 	// A pass that fails before it can plan: the API server refuses the
 	// revision (see TestPassFailuresAreReportedOnTheSet).
 	failing := f.newSet(func(s *nasv1alpha1.NodeAgentSet) {
