@@ -40,6 +40,7 @@ manifests: tools ## Generate the CRD and RBAC under config/ from the API types a
 	@# The Helm chart ships the same CRD and RBAC rules.
 	cp config/crd/bases/*.yaml $(CHART)/crds/
 	cp config/rbac/role.yaml $(CHART)/files/manager-role.yaml
+	cp config/rbac/startup_taint_role.yaml $(CHART)/files/startup-taint-role.yaml
 
 .PHONY: generate
 generate: tools ## Generate deepcopy code for the API types.

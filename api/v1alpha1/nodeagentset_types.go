@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -33,6 +34,7 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.template.spec.activeDeadlineSeconds)",message="spec.template.spec.activeDeadlineSeconds: must not be set: an agent runs until it is replaced",fieldPath=".template.spec.activeDeadlineSeconds"
 // +kubebuilder:validation:XValidation:rule="!has(self.selector.matchLabels) || self.selector.matchLabels.all(k, has(self.template.metadata.labels) && k in self.template.metadata.labels && self.template.metadata.labels[k] == self.selector.matchLabels[k])",message="spec.selector: matchLabels do not match spec.template.metadata.labels",fieldPath=".selector"
 // +kubebuilder:validation:XValidation:rule="!has(self.selector.matchExpressions) || self.selector.matchExpressions.all(e, e.operator == 'In' ? (has(e.values) && has(self.template.metadata.labels) && e.key in self.template.metadata.labels && self.template.metadata.labels[e.key] in e.values) : e.operator == 'NotIn' ? !(has(e.values) && has(self.template.metadata.labels) && e.key in self.template.metadata.labels && self.template.metadata.labels[e.key] in e.values) : e.operator == 'Exists' ? (has(self.template.metadata.labels) && e.key in self.template.metadata.labels) : !(has(self.template.metadata.labels) && e.key in self.template.metadata.labels))",message="spec.selector: matchExpressions do not match spec.template.metadata.labels",fieldPath=".selector"
+// +kubebuilder:validation:XValidation:rule="!has(self.updateStrategy.rollingUpdate) || !has(self.updateStrategy.rollingUpdate.maxSurge) || (has(self.updateStrategy.type) && self.updateStrategy.type == 'OnDelete') || (type(self.updateStrategy.rollingUpdate.maxSurge) == string ? self.updateStrategy.rollingUpdate.maxSurge == '0%' : self.updateStrategy.rollingUpdate.maxSurge == 0) || !(self.template.spec.containers.exists(c, has(c.ports) && c.ports.exists(p, (has(self.template.spec.hostNetwork) && self.template.spec.hostNetwork) || (has(p.hostPort) && p.hostPort > 0))) || (has(self.template.spec.initContainers) && self.template.spec.initContainers.exists(c, has(c.restartPolicy) && c.restartPolicy == 'Always' && has(c.ports) && c.ports.exists(p, (has(self.template.spec.hostNetwork) && self.template.spec.hostNetwork) || (has(p.hostPort) && p.hostPort > 0)))))",message="spec.updateStrategy.rollingUpdate.maxSurge: must be 0 when the template uses host ports (a hostPort, or hostNetwork with container ports): a surge pod could not bind the port on the same node and would stay Pending; use maxUnavailable instead",fieldPath=".updateStrategy.rollingUpdate.maxSurge"
 type NodeAgentSetSpec struct {
 	// Selector selects the pods this set owns. It must match the template's
 	// labels, must not be empty, and cannot change after creation.
@@ -67,6 +69,98 @@ type NodeAgentSetSpec struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	ProgressDeadlineSeconds *int32 `json:"progressDeadlineSeconds,omitempty"`
+
+	// NodeOverrides size the agent per node: at pod creation the entries
+	// whose nodeSelector matches the node apply in list order, a later
+	// entry winning over an earlier one. They are part of the revision.
+	// A container name the template lacks is reported as InvalidSpec (the
+	// CRD cannot check it within the API server's CEL cost budget: the
+	// template's container list is unbounded).
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	NodeOverrides []NodeOverride `json:"nodeOverrides,omitempty"`
+
+	// Suspend: true deletes every agent pod of the set and creates none;
+	// the set and its history stay. False again places agents as on
+	// creation.
+	// +optional
+	// +kubebuilder:default=false
+	Suspend bool `json:"suspend,omitempty"`
+
+	// StartupTaint is the taint nodes register with so that workloads wait
+	// for the agent. The agent tolerates it, and the controller removes it
+	// from a node once this set's agent there is available; it never adds
+	// it back.
+	// +optional
+	StartupTaint *StartupTaint `json:"startupTaint,omitempty"`
+}
+
+// NodeOverride changes the agent's containers on the nodes it selects.
+type NodeOverride struct {
+	// NodeSelector picks the nodes this entry applies to; empty or unset
+	// selects every node.
+	// +optional
+	NodeSelector *LabelSelector `json:"nodeSelector,omitempty"`
+
+	// Containers are the overrides of the template's containers, by name.
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=atomic
+	Containers []ContainerOverride `json:"containers"`
+}
+
+// ContainerOverride changes one container of the template.
+type ContainerOverride struct {
+	// Name is the name of a container of the template.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// Resources replaces the container's resources whole.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// ResourcesFromAllocatable sets, per resource name, the request (and
+	// the limit, when the container has one) to a percent of the node's
+	// allocatable, clamped to [min, max]. Applied after resources.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=8
+	ResourcesFromAllocatable map[corev1.ResourceName]AllocatableShare `json:"resourcesFromAllocatable,omitempty"`
+}
+
+// AllocatableShare is a share of a node's allocatable resource. A min
+// above max is reported as InvalidSpec: a CEL rule comparing quantities
+// costs more than the API server allows for a list of lists of maps.
+type AllocatableShare struct {
+	// Percent of the node's allocatable, from 1 to 100.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	Percent int32 `json:"percent"`
+	// Min is the least amount, whatever the node's allocatable.
+	// +optional
+	Min *resource.Quantity `json:"min,omitempty"`
+	// Max is the most amount, whatever the node's allocatable.
+	// +optional
+	Max *resource.Quantity `json:"max,omitempty"`
+}
+
+// StartupTaint names a node taint (any value) by key and effect.
+type StartupTaint struct {
+	// Key is the taint's key, a qualified name such as
+	// example.com/agent-not-ready.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=317
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$') && (!self.contains('/') || self.indexOf('/') <= 253)",message="spec.startupTaint.key: must be a valid taint key: an optional DNS subdomain prefix (at most 253 characters) and '/', then a name of at most 63 characters: letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+	Key string `json:"key"`
+	// Effect is the taint's effect.
+	// +required
+	// +kubebuilder:validation:Enum=NoSchedule;PreferNoSchedule;NoExecute
+	Effect corev1.TaintEffect `json:"effect"`
 }
 
 // UpdateStrategy says how pods are replaced when the template changes.
@@ -124,7 +218,63 @@ type RollingUpdate struct {
 	// update revision.
 	// +optional
 	Paused bool `json:"paused,omitempty"`
+
+	// UnhealthyNodes says what the rollout does with a node that is
+	// unhealthy (Ready not True, cordoned, tainted unreachable, not-ready,
+	// ToBeDeletedByClusterAutoscaler or karpenter.sh/disrupted, or being
+	// deleted). Skip: an old agent on such a node neither uses the
+	// maxUnavailable budget nor blocks completion, and is replaced once the
+	// node is healthy again; a node that turns unhealthy after its agent was
+	// updated is still charged. Wait: DaemonSet's behaviour, such a node
+	// holds the budget until it recovers.
+	// +optional
+	// +kubebuilder:default=Skip
+	UnhealthyNodes UnhealthyNodesPolicy `json:"unhealthyNodes,omitempty"`
+
+	// PodUpdatePolicy: Recreate (default) replaces a pod; InPlaceIfPossible
+	// patches its container images and labels/annotations when that is all
+	// the new revision changes, and recreates it otherwise.
+	// +optional
+	// +kubebuilder:default=Recreate
+	PodUpdatePolicy PodUpdatePolicy `json:"podUpdatePolicy,omitempty"`
+	// Canary is the first nodes of every rollout (see Canary).
+	// +optional
+	Canary *Canary `json:"canary,omitempty"`
+	// Waves update the nodes after the canary one label value at a time.
+	// +optional
+	Waves *Waves `json:"waves,omitempty"`
+	// Health are checks that stop a bad revision.
+	// +optional
+	Health *Health `json:"health,omitempty"`
 }
+
+// UnhealthyNodesPolicy is what a rollout does with unhealthy nodes.
+// +kubebuilder:validation:Enum=Skip;Wait
+type UnhealthyNodesPolicy string
+
+const (
+	// UnhealthyNodesSkip leaves agents on unhealthy nodes for later.
+	UnhealthyNodesSkip UnhealthyNodesPolicy = "Skip"
+	// UnhealthyNodesWait treats unhealthy nodes as DaemonSet does.
+	UnhealthyNodesWait UnhealthyNodesPolicy = "Wait"
+)
+
+// PodUpdatePolicy says how a rolling update changes one pod.
+// +kubebuilder:validation:Enum=Recreate;InPlaceIfPossible
+type PodUpdatePolicy string
+
+const (
+	// RecreatePodUpdate deletes the old pod and creates a new one.
+	RecreatePodUpdate PodUpdatePolicy = "Recreate"
+	// InPlaceIfPossiblePodUpdate patches the running pod when only images
+	// and template labels/annotations change.
+	InPlaceIfPossiblePodUpdate PodUpdatePolicy = "InPlaceIfPossible"
+)
+
+// ReadinessGateInPlace is the readiness gate on pods of sets that update
+// in place: False from just before an in-place patch until the containers
+// run the new images, so that nothing routes to a restarting agent.
+const ReadinessGateInPlace corev1.PodConditionType = "nodeagentset.io/in-place-update-ready"
 
 // Condition types of a NodeAgentSet. Available is for `kubectl wait`;
 // Reconciling and Stalled follow the kstatus convention so generic tools
@@ -174,6 +324,10 @@ type NodeAgentSetStatus struct {
 	// UpdatedNumberScheduled is the number of nodes running a pod of the update revision.
 	// +optional
 	UpdatedNumberScheduled int32 `json:"updatedNumberScheduled"`
+	// UnhealthyNodes is the number of desired nodes that are unhealthy now
+	// (see rollingUpdate.unhealthyNodes).
+	// +optional
+	UnhealthyNodes int32 `json:"unhealthyNodes"`
 	// CollisionCount counts hash collisions of revision names; it salts the
 	// hash of the next revision.
 	// +optional
@@ -185,6 +339,9 @@ type NodeAgentSetStatus struct {
 	// UpdateRevision is the revision of the current template.
 	// +optional
 	UpdateRevision string `json:"updateRevision,omitempty"`
+	// Rollout is the stage of a rollout with canary, waves or health.
+	// +optional
+	Rollout *RolloutStatus `json:"rollout,omitempty"`
 	// Conditions: Available, Progressing, Reconciling, Stalled, PodFailure.
 	// +optional
 	// +listType=map

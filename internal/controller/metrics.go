@@ -9,7 +9,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/nodeagentset/nodeagentset/internal/plan"
+
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/execute"
 )
 
 // Per-set gauges mirror the status counts; the histogram times rollouts
@@ -26,6 +29,9 @@ var (
 		"available":    "Desired nodes with an available agent (status.numberAvailable).",
 		"updated":      "Nodes running an agent of the update revision (status.updatedNumberScheduled).",
 		"misscheduled": "Nodes running an agent they should not (status.numberMisscheduled).",
+		"unhealthy":    "Desired nodes that are unhealthy: Ready not True, cordoned, tainted for removal, or being deleted (status.unhealthyNodes).",
+		"unhealthy_skipped": "Unhealthy desired nodes the rollout passes by for now (rollingUpdate.unhealthyNodes Skip); " +
+			"their agents are replaced once the nodes recover.",
 	}
 	rolloutDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "nodeagentset_rollout_duration_seconds",
@@ -67,7 +73,7 @@ type rolloutStart struct {
 }
 
 // record updates the gauges from a new status and times the rollout.
-func (r *rollouts) record(set *nasv1alpha1.NodeAgentSet, st nasv1alpha1.NodeAgentSetStatus, now time.Time) {
+func (r *rollouts) record(set *nasv1alpha1.NodeAgentSet, st nasv1alpha1.NodeAgentSetStatus, skipped int, now time.Time) {
 	lv := []string{set.Namespace, set.Name}
 	gauges["desired"].WithLabelValues(lv...).Set(float64(st.DesiredNumberScheduled))
 	gauges["current"].WithLabelValues(lv...).Set(float64(st.CurrentNumberScheduled))
@@ -75,6 +81,8 @@ func (r *rollouts) record(set *nasv1alpha1.NodeAgentSet, st nasv1alpha1.NodeAgen
 	gauges["available"].WithLabelValues(lv...).Set(float64(st.NumberAvailable))
 	gauges["updated"].WithLabelValues(lv...).Set(float64(st.UpdatedNumberScheduled))
 	gauges["misscheduled"].WithLabelValues(lv...).Set(float64(st.NumberMisscheduled))
+	gauges["unhealthy"].WithLabelValues(lv...).Set(float64(st.UnhealthyNodes))
+	gauges["unhealthy_skipped"].WithLabelValues(lv...).Set(float64(skipped))
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -130,4 +138,17 @@ func forgetMetrics(namespace, name string) {
 		g.DeleteLabelValues(namespace, name)
 	}
 	rolloutDuration.DeleteLabelValues(namespace, name)
+	forgetStageMetrics(namespace, name)
+	execute.ForgetMetrics(namespace, name)
+}
+
+// skipped counts the nodes a plan's rollout passes by as unhealthy.
+func skipped(p plan.Plan) int {
+	n := 0
+	for _, st := range p.Nodes {
+		if st.Skipped != "" && st.Eligibility.ShouldRun {
+			n++
+		}
+	}
+	return n
 }

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -13,10 +14,26 @@ import (
 )
 
 func TestNodeUpdatesThatCannotChangeEligibilityAreDropped(t *testing.T) {
-	base := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: map[string]string{"a": "1"}}}
+	since := metav1.NewTime(time.Date(2026, 12, 3, 10, 4, 31, 0, time.UTC))
+	base := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: map[string]string{"a": "1"}},
+		Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{
+			{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastTransitionTime: since, LastHeartbeatTime: since, Message: "ok"},
+			{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse, LastHeartbeatTime: since},
+		}}}
 	heartbeat := base.DeepCopy()
-	heartbeat.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now()}}
+	for i := range heartbeat.Status.Conditions {
+		heartbeat.Status.Conditions[i].LastHeartbeatTime = metav1.NewTime(since.Add(time.Minute))
+	}
+	heartbeat.Status.Conditions[0].Message = "still ok"
+	heartbeat.Status.Conditions[1].Status = corev1.ConditionTrue
 	heartbeat.Status.Images = []corev1.ContainerImage{{Names: []string{"x"}}}
+	notReady := base.DeepCopy()
+	notReady.Status.Conditions[0].Status = corev1.ConditionUnknown
+	notReady.Status.Conditions[0].LastTransitionTime = metav1.NewTime(since.Add(time.Minute))
+	deleting := base.DeepCopy()
+	deleting.DeletionTimestamp = ptr.To(metav1.NewTime(since.Add(time.Hour)))
+	unreachable := base.DeepCopy()
+	unreachable.Spec.Taints = []corev1.Taint{{Key: corev1.TaintNodeUnreachable, Effect: corev1.TaintEffectNoExecute}}
 	relabel := base.DeepCopy()
 	relabel.Labels["a"] = "2"
 	taint := base.DeepCopy()
@@ -28,8 +45,12 @@ func TestNodeUpdatesThatCannotChangeEligibilityAreDropped(t *testing.T) {
 	for name, tc := range map[string]struct {
 		node *corev1.Node
 		want bool
-	}{"heartbeat and images": {heartbeat, false}, "label": {relabel, true}, "taint": {taint, true}, "cordon": {cordon, true}} {
-		if got := p.Update(event.UpdateEvent{ObjectOld: base, ObjectNew: tc.node}); got != tc.want {
+	}{"heartbeat, messages, other conditions and images": {heartbeat, false}, "label": {relabel, true}, "taint": {taint, true},
+		"cordon": {cordon, true}, "Ready Unknown": {notReady, true}, "being deleted": {deleting, true}, "unreachable": {unreachable, true}} {
+		// The predicate sees what the cache holds: nodes after leanNode.
+		old, _ := leanNode(base)
+		cur, _ := leanNode(tc.node)
+		if got := p.Update(event.UpdateEvent{ObjectOld: old.(*corev1.Node), ObjectNew: cur.(*corev1.Node)}); got != tc.want {
 			t.Errorf("%s: predicate = %t, want %t", name, got, tc.want)
 		}
 	}
@@ -45,6 +66,16 @@ func TestLeanNodeKeepsWhatEligibilityReads(t *testing.T) {
 	lean := out.(*corev1.Node)
 	if lean.Name != "n" || lean.Labels["a"] != "1" || len(lean.Spec.Taints) != 1 {
 		t.Errorf("lost what eligibility reads: %+v", lean)
+	}
+	n.Status.Conditions = []corev1.NodeCondition{
+		{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse},
+		{Type: corev1.NodeReady, Status: corev1.ConditionFalse, LastTransitionTime: metav1.Now(), LastHeartbeatTime: metav1.Now(), Message: "m"},
+	}
+	out, _ = leanNode(n)
+	lean = out.(*corev1.Node)
+	want := []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionFalse, LastTransitionTime: n.Status.Conditions[1].LastTransitionTime}}
+	if !reflect.DeepEqual(lean.Status.Conditions, want) {
+		t.Errorf("conditions kept = %+v, want only Ready's status and transition time %+v", lean.Status.Conditions, want)
 	}
 	if lean.Annotations != nil || lean.Status.Images != nil || lean.Spec.PodCIDR != "" {
 		t.Errorf("kept what nobody reads: %+v", lean)
@@ -71,8 +102,12 @@ func TestPodUpdatesThatCannotChangeAPassAreDropped(t *testing.T) {
 			p.Spec.NodeName = ""
 			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}}
 		}), false},
+		// A restart is what health.maxRestarts of a staged rollout judges.
 		"container restarted": {change(func(p *corev1.Pod) {
 			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "c", RestartCount: 1}}
+		}), true},
+		"container status without a restart": {change(func(p *corev1.Pod) {
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "c", Started: ptr.To(true)}}
 		}), false},
 		"moved to another node": {change(func(p *corev1.Pod) { p.Spec.NodeName = "other" }), true},
 		"relabelled":            {change(func(p *corev1.Pod) { p.Labels["a"] = "2" }), true},

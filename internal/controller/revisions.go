@@ -39,7 +39,7 @@ func (r *Reconciler) syncRevision(ctx context.Context, set *nasv1alpha1.NodeAgen
 	if revs.history, err = r.claimHistory(ctx, set, selector); err != nil {
 		return revs, err
 	}
-	encoded, err := revision.Encode(&set.Spec.Template)
+	encoded, err := revision.EncodeSpec(revision.SpecOf(set))
 	if err != nil {
 		return revs, err
 	}

@@ -25,6 +25,8 @@ import (
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/execute"
 	"github.com/nodeagentset/nodeagentset/internal/health"
+	"github.com/nodeagentset/nodeagentset/internal/inplace"
+	"github.com/nodeagentset/nodeagentset/internal/nodehealth"
 	"github.com/nodeagentset/nodeagentset/internal/plan"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
 )
@@ -51,13 +53,23 @@ func CacheOptions() cache.Options {
 	}
 }
 
-// leanNode keeps what eligibility reads (name, labels, taints) and drops
-// the rest (status with its images and heartbeats, annotations), which is
-// most of a node's size.
+// leanNode keeps what eligibility and node health read (name, labels,
+// taints, cordon, deletion, the Ready condition's status and transition
+// time) and what node overrides read (allocatable), and drops the rest
+// (images, heartbeats, the condition messages, annotations), which is most
+// of a node's size. With heartbeats gone, a heartbeat-only update leaves
+// the cached node equal but for its resourceVersion, which
+// eligibilityChanged lets through as nothing.
 func leanNode(obj any) (any, error) {
 	node, ok := obj.(*corev1.Node)
 	if !ok {
 		return obj, nil
+	}
+	var conditions []corev1.NodeCondition
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			conditions = []corev1.NodeCondition{{Type: c.Type, Status: c.Status, LastTransitionTime: c.LastTransitionTime}}
+		}
 	}
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
@@ -68,7 +80,8 @@ func leanNode(obj any) (any, error) {
 			DeletionTimestamp: node.DeletionTimestamp,
 			Labels:            node.Labels,
 		},
-		Spec: corev1.NodeSpec{Taints: node.Spec.Taints, Unschedulable: node.Spec.Unschedulable},
+		Spec:   corev1.NodeSpec{Taints: node.Spec.Taints, Unschedulable: node.Spec.Unschedulable},
+		Status: corev1.NodeStatus{Conditions: conditions, Allocatable: node.Status.Allocatable},
 	}, nil
 }
 
@@ -180,8 +193,9 @@ func (r *Reconciler) notOwnStatusWrite() predicate.Predicate {
 }
 
 // eligibilityChanged lets through node updates that can change whether an
-// agent may run there: labels, taints, cordoning. Heartbeats and image
-// lists do not.
+// agent may run there or whether the rollout skips the node: labels,
+// taints, cordoning, readiness, deletion. Heartbeats and image lists do
+// not.
 func eligibilityChanged() predicate.Predicate {
 	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 		old, okOld := e.ObjectOld.(*corev1.Node)
@@ -191,7 +205,9 @@ func eligibilityChanged() predicate.Predicate {
 		}
 		return !equality.Semantic.DeepEqual(old.Labels, cur.Labels) ||
 			!equality.Semantic.DeepEqual(old.Spec.Taints, cur.Spec.Taints) ||
-			old.Spec.Unschedulable != cur.Spec.Unschedulable
+			old.Spec.Unschedulable != cur.Spec.Unschedulable ||
+			(old.DeletionTimestamp == nil) != (cur.DeletionTimestamp == nil) ||
+			!nodehealth.Of(old).Equal(nodehealth.Of(cur))
 	}}
 }
 
@@ -229,9 +245,20 @@ func podChanged(own *execute.Expectations) predicate.Predicate {
 				(old.DeletionTimestamp == nil) != (cur.DeletionTimestamp == nil) ||
 				old.Status.Phase != cur.Status.Phase ||
 				oldReady != curReady || !oldSince.Equal(curSince) ||
-				troubleChanged(old, cur)
+				inplace.ShouldOpen(old) != inplace.ShouldOpen(cur) ||
+				troubleChanged(old, cur) || restarts(old) != restarts(cur)
 		},
 	}
+}
+
+// restarts sums a pod's container restarts, which health.maxRestarts of a
+// staged rollout judges.
+func restarts(pod *corev1.Pod) int32 {
+	var n int32
+	for _, cs := range pod.Status.ContainerStatuses {
+		n += cs.RestartCount
+	}
+	return n
 }
 
 // troubleChanged: the reason the agent does not run (see health.Of)

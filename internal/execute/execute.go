@@ -1,6 +1,7 @@
 package execute
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,9 +18,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/inplace"
 	"github.com/nodeagentset/nodeagentset/internal/plan"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
-	"github.com/nodeagentset/nodeagentset/internal/status"
 )
 
 // DefaultBurst is the most pod creates and deletes one pass issues, as in
@@ -44,15 +45,21 @@ type Executor struct {
 
 // Outcome is what a pass did.
 type Outcome struct {
-	Created, Deleted int
+	Created, Deleted, Updated int
 	// Capped: the burst cap cut the pass short; run another at once.
 	Capped bool
 }
 
-// Execute carries out p for set, building new pods from template (the
-// update revision's, with hash). Every error is returned, joined; the first
+// Template gives the template a new pod on node is built from under the
+// revision of hash (node overrides applied): the update revision's, or,
+// for a create that names another revision, that one (the current
+// revision, while a staged rollout's check has failed).
+type Template func(node, hash string) (*corev1.PodTemplateSpec, error)
+
+// Execute carries out p for set, building new pods from template (hash is
+// the update revision's). Every error is returned, joined; the first
 // failing write of a kind stops the rest of that kind for this pass.
-func (x *Executor) Execute(ctx context.Context, set *nasv1alpha1.NodeAgentSet, p plan.Plan, template *corev1.PodTemplateSpec, hash string) (Outcome, error) {
+func (x *Executor) Execute(ctx context.Context, set *nasv1alpha1.NodeAgentSet, p plan.Plan, template Template, hash string) (Outcome, error) {
 	var errs []error
 	for _, pod := range p.Release {
 		errs = append(errs, x.setController(ctx, set, pod, false))
@@ -69,15 +76,22 @@ func (x *Executor) Execute(ctx context.Context, set *nasv1alpha1.NodeAgentSet, p
 	if len(deletes) > burst {
 		deletes, out.Capped = deletes[:burst], true
 	}
+	updates := p.Updates
+	if room := burst - len(deletes); len(updates) > room {
+		updates, out.Capped = updates[:room], true
+	}
 	creates := p.Creates
-	if room := burst - len(deletes); len(creates) > room {
+	if room := burst - len(deletes) - len(updates); len(creates) > room {
 		creates, out.Capped = creates[:room], true
 	}
 	var err error
 	out.Deleted, err = x.deletes(ctx, set, deletes)
 	errs = append(errs, err)
+	out.Updated, err = x.updates(ctx, set, updates)
+	errs = append(errs, err)
 	out.Created, err = x.creates(ctx, set, creates, template, hash)
 	errs = append(errs, err)
+	errs = append(errs, x.openGates(ctx, set, p.OpenGates))
 	return out, errors.Join(errs...)
 }
 
@@ -90,19 +104,35 @@ func (x *Executor) now() time.Time {
 
 // creates issues the creates in slow-start batches (1, 2, 4, ...) so a
 // template the API server refuses costs one request, not hundreds.
-func (x *Executor) creates(ctx context.Context, set *nasv1alpha1.NodeAgentSet, creates []plan.Create, template *corev1.PodTemplateSpec, hash string) (int, error) {
+func (x *Executor) creates(ctx context.Context, set *nasv1alpha1.NodeAgentSet, creates []plan.Create, template Template, hash string) (int, error) {
 	log := logr.FromContextOrDiscard(ctx)
-	var created []string
+	built := make([]*corev1.Pod, len(creates))
+	var created []*corev1.Pod
 	err := slowStart(len(creates), func(i int) error {
 		c := creates[i]
-		pod := podtemplate.Build(set, template, hash, c.Node)
+		h := cmp.Or(c.Revision, hash)
+		t, err := template(c.Node, h)
+		if err != nil {
+			return fmt.Errorf("building the Pod for Node %q: %w", c.Node, err)
+		}
+		pod := podtemplate.Build(set, t, h, c.Node)
+		built[i] = pod
 		if err := x.Client.Create(ctx, pod); err != nil {
-			return fmt.Errorf("creating Pod on Node %q: %w", c.Node, err)
+			countFailure(set.Namespace, set.Name, verbCreate)
+			return &writeError{related: nodeRef(c.Node), err: fmt.Errorf("creating Pod on Node %q: %w", c.Node, err)}
 		}
 		x.Expectations.Created(set.UID, pod, x.now())
+		if inplace.HasGate(pod) {
+			// Until its condition is True the kubelet keeps the pod unready
+			// for ever; opened now rather than in the next pass. A failure
+			// here is retried by the next pass (plan.OpenGates).
+			if opened, err := x.setGate(ctx, pod, corev1.ConditionTrue, "Created"); err == nil && opened != nil {
+				x.Expectations.Patched(set.UID, opened, x.now())
+			}
+		}
 		log.V(4).Info("Created pod", "pod", klog.KObj(pod), "node", c.Node, "reason", c.Reason)
 		return nil
-	}, func(i int) { created = append(created, creates[i].Node) })
+	}, func(i int) { created = append(created, built[i]) })
 	if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
 		// The set goes with its namespace: creating more pods there is
 		// refused until then, and retrying only floods the API server
@@ -110,18 +140,16 @@ func (x *Executor) creates(ctx context.Context, set *nasv1alpha1.NodeAgentSet, c
 		return len(created), nil
 	}
 	if len(created) > 0 {
-		x.Recorder.Eventf(EventTarget(set), nil, corev1.EventTypeNormal, "SuccessfulCreate", "Create",
-			"Created %d pod(s) on %s", len(created), summarize(created))
+		x.Recorder.Eventf(EventTarget(set), podRef(created[0]), corev1.EventTypeNormal, "SuccessfulCreate", "Create",
+			"%s", createdNote(created))
 	}
-	if err != nil {
-		x.Recorder.Eventf(EventTarget(set), nil, corev1.EventTypeWarning, "FailedCreate", "Create", "%s", status.Clip(err.Error(), status.MaxEventNote))
-	}
+	x.warnFailure(set, err, "FailedCreate", "Create")
 	return len(created), err
 }
 
 func (x *Executor) deletes(ctx context.Context, set *nasv1alpha1.NodeAgentSet, deletes []plan.Delete) (int, error) {
 	log := logr.FromContextOrDiscard(ctx)
-	var deleted []string
+	var deleted []plan.Delete
 	kept := make([]bool, len(deletes))
 	// All at once, as the DaemonSet controller deletes: slow start guards
 	// against a template the server refuses, which deletes cannot meet, and
@@ -141,7 +169,8 @@ func (x *Executor) deletes(ctx context.Context, set *nasv1alpha1.NodeAgentSet, d
 		}
 		err := x.Client.Delete(ctx, d.Pod, opts...)
 		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("deleting Pod %q on Node %q: %w", d.Pod.Name, d.Node, err)
+			countFailure(set.Namespace, set.Name, verbDelete)
+			return &writeError{related: podRef(d.Pod), err: fmt.Errorf("deleting Pod %q on Node %q: %w", d.Pod.Name, d.Node, err)}
 		}
 		now := x.now()
 		x.Expectations.Deleted(set.UID, d.Pod.UID, now)
@@ -152,16 +181,14 @@ func (x *Executor) deletes(ctx context.Context, set *nasv1alpha1.NodeAgentSet, d
 		return nil
 	}, func(i int) {
 		if !kept[i] {
-			deleted = append(deleted, deletes[i].Pod.Name+" ("+deletes[i].Reason+")")
+			deleted = append(deleted, deletes[i])
 		}
 	})
 	if len(deleted) > 0 {
-		x.Recorder.Eventf(EventTarget(set), nil, corev1.EventTypeNormal, "SuccessfulDelete", "Delete",
-			"Deleted %d pod(s): %s", len(deleted), summarize(deleted))
+		x.Recorder.Eventf(EventTarget(set), podRef(deleted[0].Pod), corev1.EventTypeNormal, "SuccessfulDelete", "Delete",
+			"%s", deletedNote(deleted))
 	}
-	if err != nil {
-		x.Recorder.Eventf(EventTarget(set), nil, corev1.EventTypeWarning, "FailedDelete", "Delete", "%s", status.Clip(err.Error(), status.MaxEventNote))
-	}
+	x.warnFailure(set, err, "FailedDelete", "Delete")
 	return len(deleted), err
 }
 

@@ -5,6 +5,7 @@
 package execute
 
 import (
+	"strconv"
 	"sync"
 	"time"
 
@@ -32,6 +33,10 @@ type Expectations struct {
 type pending struct {
 	created map[types.UID]createdPod
 	deleted map[types.UID]time.Time
+	// patched holds pods as the server answered a patch of this process
+	// (in place, or their readiness gate), until the cache shows them at
+	// that version or later.
+	patched map[types.UID]createdPod
 }
 
 type createdPod struct {
@@ -47,7 +52,7 @@ func NewExpectations() *Expectations {
 func (e *Expectations) forSet(set types.UID) *pending {
 	p := e.sets[set]
 	if p == nil {
-		p = &pending{created: map[types.UID]createdPod{}, deleted: map[types.UID]time.Time{}}
+		p = &pending{created: map[types.UID]createdPod{}, deleted: map[types.UID]time.Time{}, patched: map[types.UID]createdPod{}}
 		e.sets[set] = p
 	}
 	return p
@@ -67,6 +72,26 @@ func (e *Expectations) Deleted(set types.UID, pod types.UID, now time.Time) {
 	e.forSet(set).deleted[pod] = now
 }
 
+// Patched records a pod as the API server answered a patch of it. Until
+// the cache shows that version, a pass sees the answer: a pod patched in
+// place shown with its old revision would be patched again, and worse,
+// counted as available while its containers restart.
+func (e *Expectations) Patched(set types.UID, pod *corev1.Pod, now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.forSet(set).patched[pod.UID] = createdPod{pod: pod, at: now}
+}
+
+// newer tells whether resourceVersion a is later than b. Versions are
+// opaque to clients in general, but the API server's are etcd revisions,
+// integers that only grow; anything else counts as not newer, and the
+// cache wins.
+func newer(a, b string) bool {
+	x, errA := strconv.ParseUint(a, 10, 64)
+	y, errB := strconv.ParseUint(b, 10, 64)
+	return errA == nil && errB == nil && x > y
+}
+
 // Overlay returns cached with this process's unreflected writes applied,
 // and forgets the writes the cache now reflects or that outlived the TTL.
 func (e *Expectations) Overlay(set types.UID, cached []*corev1.Pod, now time.Time) []*corev1.Pod {
@@ -83,6 +108,13 @@ func (e *Expectations) Overlay(set types.UID, cached []*corev1.Pod, now time.Tim
 		inCache[pod.UID] = true
 		if pod.DeletionTimestamp != nil {
 			terminating[pod.UID] = true
+		}
+		if c, ok := p.patched[pod.UID]; ok {
+			if newer(c.pod.ResourceVersion, pod.ResourceVersion) && now.Sub(c.at) < ExpectationTTL {
+				pod = c.pod
+			} else {
+				delete(p.patched, pod.UID)
+			}
 		}
 		if at, ok := p.deleted[pod.UID]; ok && pod.DeletionTimestamp == nil && now.Sub(at) < ExpectationTTL {
 			// Deleted, but the cache does not know yet: show it terminating,
@@ -101,11 +133,18 @@ func (e *Expectations) Overlay(set types.UID, cached []*corev1.Pod, now time.Tim
 		switch {
 		case inCache[uid] || now.Sub(c.at) >= ExpectationTTL:
 			delete(p.created, uid)
+		case p.patched[uid].pod != nil:
+			out = append(out, p.patched[uid].pod)
 		default:
 			out = append(out, c.pod)
 		}
 	}
-	if len(p.created) == 0 && len(p.deleted) == 0 {
+	for uid := range p.patched {
+		if !inCache[uid] && p.created[uid].pod == nil {
+			delete(p.patched, uid)
+		}
+	}
+	if len(p.created) == 0 && len(p.deleted) == 0 && len(p.patched) == 0 {
 		delete(e.sets, set)
 	}
 	return out

@@ -5,12 +5,14 @@ import (
 	"slices"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/nodehealth"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
 )
 
@@ -61,6 +63,15 @@ type Budgets struct {
 //  6. Progress: with the world standing still, passes end with every
 //     in-scope desired node running an available agent of the update
 //     revision.
+//  7. Unhealthy nodes (see nodehealth), with unhealthyNodes Skip: a node
+//     that was unhealthy when the rollout reached it is skipped: its old
+//     agent is neither replaced nor counted against maxUnavailable or
+//     maxSurge, and status counts it settled; it is replaced once the node
+//     is healthy again. A node whose agent of the update revision was
+//     created before the node turned unhealthy, and is not available, is
+//     charged like any unavailable node (judgeUnhealthy). Pods Terminating
+//     past their grace period there do not occupy the node. With Wait,
+//     unhealthy nodes are like any other (DaemonSet's behaviour).
 func rollout(p *Plan, s Snapshot) {
 	strategy := s.Set.Spec.UpdateStrategy
 	ru := strategy.RollingUpdate
@@ -69,8 +80,15 @@ func rollout(p *Plan, s Snapshot) {
 	}
 	minReady := time.Duration(s.Set.Spec.MinReadySeconds) * time.Second
 	b := resolveBudgets(ru, p.Nodes)
+	skip := unhealthyPolicy(s.Set) == nasv1alpha1.UnhealthyNodesSkip
 	for i := range p.Nodes {
 		st := &p.Nodes[i]
+		if skip && st.Exists && st.Health.Unhealthy() {
+			judgeUnhealthy(st, minReady, s.Now)
+		}
+		if st.Skipped != "" {
+			continue
+		}
 		if st.Eligibility.ShouldRun && (st.New == nil || !PodAvailable(st.New, minReady, s.Now)) &&
 			(st.Old == nil || !PodAvailable(st.Old, minReady, s.Now)) {
 			b.Unavailable++
@@ -79,14 +97,16 @@ func rollout(p *Plan, s Snapshot) {
 			b.Surging++
 		}
 	}
-	scope := scoper(s, ru, p.Nodes, b.Partition)
+	scope := staged(p, s, scoper(s, ru, p.Nodes, b.Partition))
 	onDelete := strategy.Type == nasv1alpha1.OnDeleteStrategy
 	for i := range p.Nodes {
 		st := &p.Nodes[i]
 		if st.Old == nil || !st.Exists || !st.Eligibility.ShouldContinueRunning {
 			continue
 		}
-		if st.Held = scope(st); st.Held == "" && onDelete {
+		if st.Held = scope(st); st.Held == "" && st.Skipped != "" {
+			st.Held = st.Skipped
+		} else if st.Held == "" && onDelete {
 			st.Held = "OnDelete strategy: replaced once deleted"
 		} else if st.Held == "" && ru.Paused {
 			st.Held = HeldPaused
@@ -94,6 +114,33 @@ func rollout(p *Plan, s Snapshot) {
 		step(p, st, &b, st.Held == "", minReady, s.Now)
 	}
 	p.Rollout = b
+}
+
+// judgeUnhealthy decides, with unhealthyNodes Skip, whether an unhealthy
+// node is passed by or charged. Its agent of the update revision that is
+// not available, created before the node turned unhealthy, is charged:
+// the new agent may be what broke the node, and a rollout must not run
+// past agents that break their nodes. Anything else on it (an old agent,
+// no agent, a new agent placed on a node already unhealthy) is skipped. A
+// node whose only cause carries no time (a cordon) cannot be shown to have
+// turned unhealthy after its update, so it is skipped; charging it would
+// also make placing an agent on a cordoned empty node (which adds no
+// unavailability) use the budget.
+func judgeUnhealthy(st *NodeState, minReady time.Duration, now time.Time) {
+	h := st.Health
+	switch {
+	case st.New != nil && PodAvailable(st.New, minReady, now):
+	case st.New != nil && TurnedUnhealthyAfter(h, st.New):
+		st.Charged = fmt.Sprintf("charged: node became %s after its agent was updated", h.Reason)
+	case st.Eligibility.ShouldRun || st.Old != nil || st.New != nil:
+		st.Skipped = "skipped: " + h.String()
+	}
+}
+
+// TurnedUnhealthyAfter: the node turned unhealthy after pod was created,
+// as far as the node shows (a cordon carries no time and never does).
+func TurnedUnhealthyAfter(h nodehealth.Health, pod *corev1.Pod) bool {
+	return h.Unhealthy() && !h.Since.IsZero() && !h.Since.Before(pod.CreationTimestamp.Time)
 }
 
 // step moves one node with an old agent one step toward the update

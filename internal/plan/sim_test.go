@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -10,7 +11,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -22,8 +22,10 @@ import (
 
 // The rollout simulation runs the pure planner against a small simulated
 // cluster: pods become Ready after random delays, terminate after random
-// delays, fail; nodes join, leave and change labels; the template changes
-// and the rollout is paused and resumed, all in random order. After every
+// delays, fail; nodes join, leave, change labels, die (Ready Unknown: their
+// pods lose Ready and their deletions never finish) and come back, are
+// cordoned and uncordoned, start being deleted; the template changes and
+// the rollout is paused and resumed, all in random order. After every
 // pass it checks the invariants written above rollout(), and at the end
 // that the rollout converges once the world stands still.
 
@@ -45,7 +47,13 @@ type sim struct {
 	seq      int
 	passes   int
 	maxReady time.Duration
+	// dead nodes run nothing: their pods are not Ready and terminating
+	// ones stay.
+	dead map[string]bool
 }
+
+// grace is the simulated pods' termination grace period.
+const grace = 3 * time.Second
 
 // simConfig is one rollout configuration under test.
 type simConfig struct {
@@ -54,11 +62,12 @@ type simConfig struct {
 	onDelete                            bool
 	minReady                            int32
 	nodes                               int
+	wait                                bool // unhealthyNodes: Wait
 }
 
 func (c simConfig) String() string {
-	return fmt.Sprintf("maxUnavailable=%s maxSurge=%s partition=%s canary=%t onDelete=%t minReady=%d nodes=%d",
-		c.maxUnavailable.String(), c.maxSurge.String(), c.partition.String(), c.canary, c.onDelete, c.minReady, c.nodes)
+	return fmt.Sprintf("maxUnavailable=%s maxSurge=%s partition=%s canary=%t onDelete=%t minReady=%d nodes=%d wait=%t",
+		c.maxUnavailable.String(), c.maxSurge.String(), c.partition.String(), c.canary, c.onDelete, c.minReady, c.nodes, c.wait)
 }
 
 // randomConfig draws a valid configuration (the CRD refuses maxUnavailable
@@ -71,7 +80,7 @@ func randomConfig(rng *rand.Rand) simConfig {
 		return intstr.FromInt(rng.IntN(4))
 	}
 	c := simConfig{maxUnavailable: budget(), maxSurge: budget(), partition: intstr.FromInt(0),
-		minReady: int32(rng.IntN(3)), nodes: 3 + rng.IntN(20)}
+		minReady: int32(rng.IntN(3)), nodes: 3 + rng.IntN(20), wait: rng.IntN(4) == 0}
 	if isZero(c.maxUnavailable) && isZero(c.maxSurge) {
 		c.maxUnavailable = intstr.FromInt(1)
 	}
@@ -94,11 +103,14 @@ func newSim(seed uint64, c simConfig) *sim {
 	s := &sim{
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), now: t0,
 		nodes: map[string]*corev1.Node{}, pods: map[types.UID]*simPod{}, backoff: map[string]time.Time{},
-		maxReady: 5 * time.Second,
+		maxReady: 5 * time.Second, dead: map[string]bool{},
 	}
 	s.set = testSet()
 	s.set.Spec.MinReadySeconds = c.minReady
 	ru := &nasv1alpha1.RollingUpdate{MaxUnavailable: ptr.To(c.maxUnavailable), MaxSurge: ptr.To(c.maxSurge), Partition: ptr.To(c.partition)}
+	if c.wait {
+		ru.UnhealthyNodes = nasv1alpha1.UnhealthyNodesWait
+	}
 	if c.canary {
 		ru.NodeSelector = &nasv1alpha1.LabelSelector{MatchLabels: map[string]nasv1alpha1.LabelValue{"canary": "yes"}}
 	}
@@ -160,7 +172,7 @@ func (s *sim) snapshot() Snapshot {
 	var pods []*corev1.Pod
 	for _, sp := range s.pods {
 		p := sp.pod.DeepCopy()
-		if !sp.readyAt.IsZero() && !s.now.Before(sp.readyAt) && p.Status.Phase == corev1.PodRunning {
+		if !sp.readyAt.IsZero() && !s.now.Before(sp.readyAt) && p.Status.Phase == corev1.PodRunning && !s.dead[p.Spec.NodeName] {
 			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(sp.readyAt)}}
 		}
 		pods = append(pods, p)
@@ -179,8 +191,8 @@ func (s *sim) apply(p Plan) {
 		case d.Now:
 			delete(s.pods, d.Pod.UID)
 		case sp.pod.DeletionTimestamp == nil:
-			sp.pod.DeletionTimestamp = ptr.To(metav1.NewTime(s.now))
-			sp.goneAt = s.now.Add(time.Duration(s.rng.IntN(3000)) * time.Millisecond)
+			sp.pod.DeletionTimestamp = ptr.To(metav1.NewTime(s.now.Add(grace)))
+			sp.goneAt = s.now.Add(time.Duration(s.rng.Int64N(int64(grace))))
 		}
 		if d.Finished {
 			s.backoff[d.Node] = s.now.Add(time.Second)
@@ -199,7 +211,7 @@ func (s *sim) apply(p Plan) {
 func (s *sim) advance(d time.Duration) {
 	s.now = s.now.Add(d)
 	for uid, sp := range s.pods {
-		if sp.pod.DeletionTimestamp != nil && !s.now.Before(sp.goneAt) {
+		if sp.pod.DeletionTimestamp != nil && !s.now.Before(sp.goneAt) && !s.dead[sp.pod.Spec.NodeName] {
 			delete(s.pods, uid)
 		}
 	}
@@ -240,7 +252,61 @@ func (s *sim) chaos(allowTemplateChange bool) {
 		if ru := s.set.Spec.UpdateStrategy.RollingUpdate; ru != nil {
 			ru.Paused = !ru.Paused
 		}
+	case r < 31:
+		s.kill(s.randomNode())
+	case r < 34:
+		s.revive(s.randomNode())
+	case r < 36:
+		n := s.nodes[s.randomNode()]
+		n.Spec.Unschedulable = !n.Spec.Unschedulable
+	case r < 37: // the node is deleted a little later (case r < 8)
+		s.nodes[s.randomNode()].DeletionTimestamp = ptr.To(metav1.NewTime(s.now))
 	}
+}
+
+// kill plays a node whose kubelet stops: Ready Unknown from now.
+func (s *sim) kill(name string) {
+	if s.dead[name] {
+		return
+	}
+	s.dead[name] = true
+	s.nodes[name].Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, LastTransitionTime: metav1.NewTime(s.now)}}
+}
+
+// revive brings a dead node back: Ready again, its pods Ready after a
+// delay, its terminating pods gone after one.
+func (s *sim) revive(name string) {
+	if !s.dead[name] {
+		return
+	}
+	delete(s.dead, name)
+	s.nodes[name].Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(s.now)}}
+	for _, sp := range s.pods {
+		if sp.pod.Spec.NodeName != name {
+			continue
+		}
+		sp.readyAt = s.now.Add(time.Duration(s.rng.Int64N(int64(s.maxReady))))
+		if sp.pod.DeletionTimestamp != nil {
+			sp.goneAt = sp.readyAt
+		}
+	}
+}
+
+// heal makes every node healthy: revived, uncordoned, and a node being
+// deleted gone.
+func (s *sim) heal() {
+	for _, name := range slices.Sorted(maps.Keys(s.nodes)) {
+		s.revive(name)
+		s.nodes[name].Spec.Unschedulable = false
+		if s.nodes[name].DeletionTimestamp != nil {
+			delete(s.nodes, name)
+		}
+	}
+}
+
+// skips: the set's rollout passes unhealthy nodes by.
+func (s *sim) skips() bool {
+	return s.set.Spec.UpdateStrategy.RollingUpdate.UnhealthyNodes != nasv1alpha1.UnhealthyNodesWait
 }
 
 func (s *sim) randomNode() string {
@@ -269,13 +335,13 @@ func (s *sim) pass() error {
 	s.passes++
 	snap := s.snapshot()
 	p := Compute(snap)
-	before := measure(snap, s.hash)
+	before := measure(snap, s.hash, s.skips())
 	if err := s.checkPlan(snap, p); err != nil {
 		return err
 	}
 	s.apply(p)
 	s.settleCurrent()
-	after := measure(s.snapshot(), s.hash)
+	after := measure(s.snapshot(), s.hash, s.skips())
 	b := p.Rollout
 	switch {
 	case after.unavailable > max(b.MaxUnavailable, before.unavailable):
@@ -302,7 +368,11 @@ func (s *sim) checkPlan(snap Snapshot, p Plan) error {
 	frozen := ru.Paused || s.set.Spec.UpdateStrategy.Type == nasv1alpha1.OnDeleteStrategy
 	held := s.outOfScope(snap, p.Rollout.Partition)
 	minReady := time.Duration(s.set.Spec.MinReadySeconds) * time.Second
-	before := measure(snap, s.hash)
+	before := measure(snap, s.hash, s.skips())
+	nodes := map[string]*corev1.Node{}
+	for _, n := range snap.Nodes {
+		nodes[n.Name] = n
+	}
 	readyDeleted := 0
 	for _, d := range p.Deletes {
 		n := st[d.Node]
@@ -322,6 +392,11 @@ func (s *sim) checkPlan(snap Snapshot, p Plan) error {
 		}
 		if isUpdate && held[d.Node] && !surgeDone {
 			return fmt.Errorf("node %s is out of the rollout's scope, yet its old agent was deleted: %s", d.Node, d.Reason)
+		}
+		// Invariant 7: a node unhealthy before the rollout reached it is
+		// skipped.
+		if isUpdate && n.New == nil && s.skips() && unhealthy(nodes[d.Node]) {
+			return fmt.Errorf("node %s is unhealthy and skipped, yet its old agent was deleted: %s", d.Node, d.Reason)
 		}
 	}
 	if readyDeleted > 0 && before.unavailable+readyDeleted > p.Rollout.MaxUnavailable {
@@ -395,9 +470,36 @@ type measures struct {
 	crowded, twins       string
 }
 
+// unhealthy is an independent reading of the nodes the simulation makes
+// unhealthy (dead, cordoned, being deleted).
+func unhealthy(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady && c.Status != corev1.ConditionTrue {
+			return true
+		}
+	}
+	return n.Spec.Unschedulable || n.DeletionTimestamp != nil
+}
+
+// unhealthySince is when a dead or deleting node turned unhealthy, zero for
+// a cordon (which carries no time).
+func unhealthySince(n *corev1.Node) time.Time {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady && c.Status != corev1.ConditionTrue {
+			return c.LastTransitionTime.Time
+		}
+	}
+	if n.DeletionTimestamp != nil {
+		return n.DeletionTimestamp.Time
+	}
+	return time.Time{}
+}
+
 // measure reads the rollout's state off a snapshot, independently of the
-// planner's own bookkeeping.
-func measure(snap Snapshot, hash string) measures {
+// planner's own bookkeeping. With skip, an unhealthy node counts as
+// unavailable only when it is charged: its agent of the update revision,
+// not available, is older than the node's trouble.
+func measure(snap Snapshot, hash string, skip bool) measures {
 	var m measures
 	spec := eligibility.AgentSpec(&snap.Set.Spec.Template.Spec)
 	minReady := time.Duration(snap.Set.Spec.MinReadySeconds) * time.Second
@@ -407,10 +509,19 @@ func measure(snap Snapshot, hash string) measures {
 	}
 	for _, n := range snap.Nodes {
 		pods := byNode[n.Name]
-		if len(pods) > 2 {
+		sick := skip && unhealthy(n)
+		stuck := 0
+		for _, p := range pods {
+			// Pods past their grace period on a node that was unhealthy do
+			// not count: the planner may have placed an agent beside them.
+			if skip && p.DeletionTimestamp != nil && snap.Now.After(p.DeletionTimestamp.Time) {
+				stuck++
+			}
+		}
+		if len(pods)-stuck > 2 {
 			m.crowded = n.Name
 		}
-		available, hasNew, hasOld := false, false, false
+		available, hasNew, hasOld, charged := false, false, false, false
 		revs := map[string]int{}
 		for _, p := range pods {
 			if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
@@ -419,11 +530,14 @@ func measure(snap Snapshot, hash string) measures {
 			available = available || PodAvailable(p, minReady, snap.Now)
 			hasNew = hasNew || podtemplate.Hash(p) == hash
 			hasOld = hasOld || podtemplate.Hash(p) != hash
+			since := unhealthySince(n)
+			charged = charged || podtemplate.Hash(p) == hash && !PodAvailable(p, minReady, snap.Now) &&
+				!since.IsZero() && !since.Before(p.CreationTimestamp.Time)
 			if revs[podtemplate.Hash(p)]++; revs[podtemplate.Hash(p)] > 1 {
 				m.twins = n.Name
 			}
 		}
-		if eligibility.Evaluate(n, spec).ShouldRun {
+		if eligibility.Evaluate(n, spec).ShouldRun && (!sick || charged) {
 			if !available {
 				m.unavailable++
 			}
@@ -438,16 +552,18 @@ func measure(snap Snapshot, hash string) measures {
 // converged: every desired node runs one available agent, of the update
 // revision unless the rollout leaves it out (scope, OnDelete); no other
 // node runs one, and nothing is terminating.
-func (s *sim) converged() (bool, string) {
+func (s *sim) converged() (bool, string) { return s.convergedBut(nil) }
+
+// convergedBut is converged, ignoring the nodes named.
+func (s *sim) convergedBut(ignore map[string]bool) (bool, string) {
 	snap := s.snapshot()
 	p := Compute(snap)
 	held := s.outOfScope(snap, p.Rollout.Partition)
 	minReady := time.Duration(s.set.Spec.MinReadySeconds) * time.Second
 	onDelete := s.set.Spec.UpdateStrategy.Type == nasv1alpha1.OnDeleteStrategy
-	sel := labels.Everything()
-	_ = sel
 	for _, n := range p.Nodes {
 		switch {
+		case ignore[n.Name]:
 		case n.Terminating > 0 || len(n.Finished) > 0:
 			return false, n.Name + " has terminating or finished pods"
 		case !n.Eligibility.ShouldRun && n.New != nil:
@@ -459,7 +575,17 @@ func (s *sim) converged() (bool, string) {
 			return false, n.Name + " is in scope but runs an old agent"
 		}
 	}
-	return len(p.Creates) == 0 && len(p.Deletes) == 0, "plan not empty"
+	for _, c := range p.Creates {
+		if !ignore[c.Node] {
+			return false, "plan creates on " + c.Node
+		}
+	}
+	for _, d := range p.Deletes {
+		if !ignore[d.Node] {
+			return false, "plan deletes on " + d.Node
+		}
+	}
+	return true, ""
 }
 
 // run plays steps random events, then lets the world stand still and
@@ -477,6 +603,10 @@ func (s *sim) run(steps int) error {
 	if ru := s.set.Spec.UpdateStrategy.RollingUpdate; ru != nil {
 		ru.Paused = false
 	}
+	if err := s.settleAroundUnhealthy(); err != nil {
+		return err
+	}
+	s.heal()
 	for i := range 2000 {
 		if err := s.pass(); err != nil {
 			return fmt.Errorf("settling pass %d: %w", i, err)
@@ -488,6 +618,56 @@ func (s *sim) run(steps int) error {
 	}
 	_, why := s.converged()
 	return fmt.Errorf("did not converge after the world stood still: %s", why)
+}
+
+// settleAroundUnhealthy lets the world stand still with its unhealthy
+// nodes still unhealthy: with Skip, the rollout must then complete on every
+// healthy node, unless a charged node holds the budget (an agent that may
+// have broken its node must stop the rollout). With Wait nothing is
+// promised while nodes are unhealthy.
+func (s *sim) settleAroundUnhealthy() error {
+	sick := map[string]bool{}
+	for name, n := range s.nodes {
+		if unhealthy(n) {
+			sick[name] = true
+		}
+	}
+	if !s.skips() || len(sick) == 0 || s.chargedCount(s.snapshot()) > 0 {
+		return nil
+	}
+	for i := range 2000 {
+		if err := s.pass(); err != nil {
+			return fmt.Errorf("settling pass %d with unhealthy nodes: %w", i, err)
+		}
+		s.advance(500 * time.Millisecond)
+		if ok, _ := s.convergedBut(sick); ok {
+			return nil
+		}
+	}
+	_, why := s.convergedBut(sick)
+	return fmt.Errorf("did not converge on the healthy nodes while unhealthy ones stayed so: %s", why)
+}
+
+// chargedCount counts unhealthy nodes whose unavailable update-revision
+// agent predates the node's trouble.
+func (s *sim) chargedCount(snap Snapshot) int {
+	minReady := time.Duration(s.set.Spec.MinReadySeconds) * time.Second
+	n := 0
+	for _, node := range snap.Nodes {
+		if !unhealthy(node) {
+			continue
+		}
+		since := unhealthySince(node)
+		for _, p := range snap.Pods {
+			if podtemplate.NodeOf(p) == node.Name && p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning &&
+				podtemplate.Hash(p) == s.hash && !PodAvailable(p, minReady, snap.Now) &&
+				!since.IsZero() && !since.Before(p.CreationTimestamp.Time) {
+				n++
+				break
+			}
+		}
+	}
+	return n
 }
 
 // outdatedAfter counts the desired nodes that would still run only an

@@ -15,6 +15,7 @@ import (
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/eligibility"
+	"github.com/nodeagentset/nodeagentset/internal/nodehealth"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
 )
 
@@ -45,6 +46,15 @@ func (s Snapshot) currentHash() string {
 	return ""
 }
 
+// unhealthyPolicy is the set's rollingUpdate.unhealthyNodes, Skip when
+// unset (a set stored before the field had a default).
+func unhealthyPolicy(set *nasv1alpha1.NodeAgentSet) nasv1alpha1.UnhealthyNodesPolicy {
+	if ru := set.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.UnhealthyNodes != "" {
+		return ru.UnhealthyNodes
+	}
+	return nasv1alpha1.UnhealthyNodesSkip
+}
+
 // NodeState is what the plan saw on one node and made of it.
 type NodeState struct {
 	Name string
@@ -57,14 +67,27 @@ type NodeState struct {
 	Finished []*corev1.Pod
 	// Terminating counts pods being deleted; they still occupy the node.
 	Terminating int
+	// Stuck counts pods Terminating past their grace period on an
+	// unhealthy node, which with unhealthyNodes Skip do not occupy it: no
+	// kubelet may ever finish them (k/k #63465).
+	Stuck int
+	// Health is the node's health (zero for a healthy or vanished node).
+	Health nodehealth.Health
+	// Skipped says why the rollout passes this unhealthy node by (its agent
+	// neither uses the budget nor blocks completion), Charged why the node's
+	// missing agent is charged to the budget although the node is unhealthy.
+	// Both are empty unless unhealthyNodes is Skip and the node unhealthy.
+	Skipped, Charged string
 	// New and Old are the active pods kept on the node: at most one of the
 	// update revision and one of any other.
 	New, Old *corev1.Pod
 	// Waiting says why the plan holds back on this node, if it does.
 	Waiting string
 	// Held says why the rollout leaves this node's old agent in place
-	// (partition, rollingUpdate.nodeSelector, paused, a taint).
+	// (partition, rollingUpdate.nodeSelector, paused, a taint, a stage).
 	Held string
+	// labels are the node's, for the stage machine.
+	labels map[string]string
 }
 
 // occupied counts the pods on the node, terminating ones included: a node
@@ -104,11 +127,20 @@ func nodeStates(s Snapshot, managed []*corev1.Pod) []NodeState {
 	// 1000-node plan's time.
 	nodes := slices.Clone(s.Nodes)
 	slices.SortFunc(nodes, func(a, b *corev1.Node) int { return compareStrings(a.Name, b.Name) })
-	spec := eligibility.AgentSpec(&s.Set.Spec.Template.Spec)
+	spec := podtemplate.AgentSpec(s.Set)
+	skip := unhealthyPolicy(s.Set) == nasv1alpha1.UnhealthyNodesSkip
 	states := make([]NodeState, 0, len(nodes))
 	for _, node := range nodes {
-		st := NodeState{Name: node.Name, Exists: true, Eligibility: eligibility.Evaluate(node, spec)}
+		st := NodeState{Name: node.Name, Exists: true, Eligibility: eligibility.Evaluate(node, spec), Health: nodehealth.Of(node), labels: node.Labels}
 		st.Active, st.Finished, st.Terminating = split(byNode[node.Name])
+		if skip && st.Health.Unhealthy() {
+			for _, p := range byNode[node.Name] {
+				if p.DeletionTimestamp != nil && s.Now.After(p.DeletionTimestamp.Time) {
+					st.Stuck++
+					st.Terminating--
+				}
+			}
+		}
 		delete(byNode, node.Name)
 		states = append(states, st)
 	}

@@ -46,9 +46,45 @@ func Build(set *nasv1alpha1.NodeAgentSet, template *corev1.PodTemplateSpec, hash
 		},
 		Spec: t.Spec,
 	}
-	pod.Spec.Tolerations = eligibility.WithDefaultTolerations(&pod.Spec)
+	pod.Spec.Tolerations = tolerations(set, &pod.Spec)
 	pin(&pod.Spec, node)
+	if UpdatesInPlace(set) {
+		// Readiness gates cannot be added to a running pod, so every pod
+		// that may be updated in place carries it from its creation; pods of
+		// sets that always recreate go without (and without the status
+		// write that opens it).
+		pod.Spec.ReadinessGates = append(pod.Spec.ReadinessGates,
+			corev1.PodReadinessGate{ConditionType: nasv1alpha1.ReadinessGateInPlace})
+	}
 	return pod
+}
+
+// UpdatesInPlace tells whether set's rolling updates patch pods in place
+// when they can (podUpdatePolicy InPlaceIfPossible).
+func UpdatesInPlace(set *nasv1alpha1.NodeAgentSet) bool {
+	ru := set.Spec.UpdateStrategy.RollingUpdate
+	return ru != nil && ru.PodUpdatePolicy == nasv1alpha1.InPlaceIfPossiblePodUpdate
+}
+
+// AgentSpec is the pod spec eligibility judges for set: its template's
+// spec with the tolerations Build adds. It shares everything else with
+// the template and must not be modified.
+func AgentSpec(set *nasv1alpha1.NodeAgentSet) *corev1.PodSpec {
+	s := set.Spec.Template.Spec
+	s.Tolerations = tolerations(set, &set.Spec.Template.Spec)
+	return &s
+}
+
+// tolerations are spec's own, DaemonSet's defaults, and the set's startup
+// taint: a node registered with it must get the agent that lifts it.
+// (Not part of the revision, as the defaults are not: changing the startup
+// taint restarts no agent.)
+func tolerations(set *nasv1alpha1.NodeAgentSet, spec *corev1.PodSpec) []corev1.Toleration {
+	ts := eligibility.WithDefaultTolerations(spec)
+	if st := set.Spec.StartupTaint; st != nil {
+		ts = append(ts, corev1.Toleration{Key: st.Key, Operator: corev1.TolerationOpExists, Effect: st.Effect})
+	}
+	return ts
 }
 
 // pin replaces the pod's required node affinity with one term selecting

@@ -29,9 +29,20 @@ import (
 // data is what a ControllerRevision of a NodeAgentSet holds: the spec
 // fields a pod is built from, in the shape of the set's spec.
 type data struct {
-	Spec struct {
-		Template corev1.PodTemplateSpec `json:"template"`
-	} `json:"spec"`
+	Spec Spec `json:"spec"`
+}
+
+// Spec is the part of a set's spec a revision holds. NodeOverrides is
+// omitted when empty, so a set without overrides hashes as it did before
+// they existed and no agent restarts on the controller's upgrade.
+type Spec struct {
+	Template      corev1.PodTemplateSpec     `json:"template"`
+	NodeOverrides []nasv1alpha1.NodeOverride `json:"nodeOverrides,omitempty"`
+}
+
+// SpecOf is the revision part of a set's spec.
+func SpecOf(set *nasv1alpha1.NodeAgentSet) *Spec {
+	return &Spec{Template: set.Spec.Template, NodeOverrides: set.Spec.NodeOverrides}
 }
 
 // Encoded is a template in the two byte forms history deals in.
@@ -46,10 +57,14 @@ type Encoded struct {
 	Canonical []byte
 }
 
-// Encode is the revision payload of template, in both forms.
+// Encode is the revision payload of a template without node overrides.
 func Encode(template *corev1.PodTemplateSpec) (Encoded, error) {
-	var d data
-	d.Spec.Template = *template
+	return EncodeSpec(&Spec{Template: *template})
+}
+
+// EncodeSpec is the revision payload of spec, in both forms.
+func EncodeSpec(spec *Spec) (Encoded, error) {
+	d := data{Spec: *spec}
 	legacy, err := json.Marshal(d)
 	if err != nil {
 		return Encoded{}, fmt.Errorf("encoding the pod template: %w", err)
@@ -100,11 +115,20 @@ func Holds(cr *appsv1.ControllerRevision, encoded Encoded) bool {
 
 // Decode reads the template back from a revision, in either form.
 func Decode(cr *appsv1.ControllerRevision) (*corev1.PodTemplateSpec, error) {
+	spec, err := DecodeSpec(cr)
+	if err != nil {
+		return nil, err
+	}
+	return &spec.Template, nil
+}
+
+// DecodeSpec reads the template and node overrides back from a revision.
+func DecodeSpec(cr *appsv1.ControllerRevision) (*Spec, error) {
 	var d data
 	if err := json.Unmarshal(cr.Data.Raw, &d); err != nil {
 		return nil, fmt.Errorf("decoding ControllerRevision %q: %w", cr.Name, err)
 	}
-	return &d.Spec.Template, nil
+	return &d.Spec, nil
 }
 
 // Hash names the revision of an encoded template, from its legacy form (see

@@ -2,6 +2,7 @@ package status
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/eligibility"
+	"github.com/nodeagentset/nodeagentset/internal/nodehealth"
 	"github.com/nodeagentset/nodeagentset/internal/plan"
 )
 
@@ -50,7 +52,7 @@ func TestCountFollowsDaemonSet(t *testing.T) {
 		node("ineligible-empty", false, false),
 	}}
 	c := Count(p, "new", 10*time.Second, now)
-	want := Counts{Desired: 4, Current: 3, Misscheduled: 1, Ready: 3, Available: 2, Updated: 2, Settled: 1, Outdated: 1, NextAvailable: now.Add(5 * time.Second)}
+	want := Counts{Desired: 4, Current: 3, Misscheduled: 1, Ready: 3, Available: 2, Updated: 2, Settled: 1, Outdated: 1, Pods: 4, NextAvailable: now.Add(5 * time.Second)}
 	if c != want {
 		t.Errorf("Count = %+v\nwant    %+v", c, want)
 	}
@@ -234,5 +236,47 @@ func TestSurgingNodeIsNotCountedUpdated(t *testing.T) {
 	c := Count(plan.Plan{Nodes: []plan.NodeState{node("a", true, true, readyPod("old", time.Hour), pending)}}, "new", 0, now)
 	if c.Updated != 0 {
 		t.Fatalf("Updated = %d for a node whose new agent is Pending next to the old one", c.Updated)
+	}
+}
+
+// A rollout whose only outdated nodes are unhealthy ones it skips is
+// complete for Reconciling and Progressing; Available still says the
+// skipped nodes have no available agent, and unhealthyNodes counts them.
+func TestSkippedUnhealthyNodesDoNotHoldCompletion(t *testing.T) {
+	set := &nasv1alpha1.NodeAgentSet{ObjectMeta: metav1.ObjectMeta{Generation: 2}}
+	set.Status.UpdateRevision, set.Status.CurrentRevision = "agent-old", "agent-old"
+	notReady := readyPod("old", time.Minute)
+	notReady.Status.Conditions[0].Status = corev1.ConditionFalse
+	dead := node("dead", true, true, notReady)
+	dead.Health = nodehealth.Health{Reason: "Ready Unknown", Since: now.Add(-time.Hour)}
+	dead.Skipped, dead.Held = "skipped: node Ready Unknown since 11:00:00", "skipped: node Ready Unknown since 11:00:00"
+	cordoned := node("cordoned", true, true, readyPod("h", time.Minute))
+	cordoned.Health = nodehealth.Health{Reason: "cordoned"}
+	p := plan.Plan{Nodes: []plan.NodeState{node("a", true, true, readyPod("h", time.Minute)), dead, cordoned}}
+	st, _ := Compute(Input{Set: set, Plan: p, UpdateHash: "h", UpdateRevision: "agent-h", Now: now})
+	if !meta.IsStatusConditionFalse(st.Conditions, nasv1alpha1.ConditionReconciling) {
+		t.Errorf("Reconciling = %+v, want False: only a skipped node is left", meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionReconciling))
+	}
+	if c := meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionProgressing); c == nil || c.Reason != "RolloutComplete" {
+		t.Errorf("Progressing = %+v, want RolloutComplete", c)
+	}
+	if !meta.IsStatusConditionFalse(st.Conditions, nasv1alpha1.ConditionAvailable) || st.NumberAvailable != 2 {
+		t.Errorf("Available = %+v, numberAvailable %d: the dead node has no available agent", meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionAvailable), st.NumberAvailable)
+	}
+	if st.UnhealthyNodes != 2 {
+		t.Errorf("unhealthyNodes = %d, want 2 (dead and cordoned)", st.UnhealthyNodes)
+	}
+	if c := meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionReconciling); c != nil && !strings.Contains(c.Message, "1 unhealthy nodes skipped") {
+		t.Errorf("Reconciling message %q does not say a node was skipped", c.Message)
+	}
+
+	// The node recovers: its old agent is outdated again, and the rollout
+	// is not complete until it is replaced.
+	set.Status = st
+	recovered := node("dead", true, true, readyPod("old", time.Minute))
+	p.Nodes[1] = recovered
+	st, _ = Compute(Input{Set: set, Plan: p, UpdateHash: "h", UpdateRevision: "agent-h", Now: now.Add(time.Minute)})
+	if !meta.IsStatusConditionTrue(st.Conditions, nasv1alpha1.ConditionReconciling) {
+		t.Errorf("Reconciling = %+v after the node recovered with an old agent, want True", meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionReconciling))
 	}
 }

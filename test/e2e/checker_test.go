@@ -37,17 +37,23 @@ type checker struct {
 
 func watchPods(t *testing.T, cs kubernetes.Interface, set *nasv1alpha1.NodeAgentSet, desired []string) *checker {
 	t.Helper()
+	return watchSelected(t, cs, set.Namespace, nasv1alpha1.LabelSetName+"="+set.Name, desired)
+}
+
+// watchSelected is watchPods for the pods a label selector matches (a
+// DaemonSet's, which carry no set-name label).
+func watchSelected(t *testing.T, cs kubernetes.Interface, ns, sel string, desired []string) *checker {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	t.Cleanup(cancel)
 	ch := &checker{nodes: map[string]bool{}, pods: map[types.UID]*corev1.Pod{}, deleted: map[types.UID]bool{}, changed: make(chan struct{}, 1)}
 	for _, n := range desired {
 		ch.nodes[n] = true
 	}
-	sel := nasv1alpha1.LabelSetName + "=" + set.Name
-	if err := ch.list(ctx, cs, set.Namespace, sel); err != nil {
+	if err := ch.list(ctx, cs, ns, sel); err != nil {
 		t.Fatal(err)
 	}
-	go ch.follow(ctx, cs, set.Namespace, sel)
+	go ch.follow(ctx, cs, ns, sel)
 	return ch
 }
 
