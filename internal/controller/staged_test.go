@@ -161,7 +161,7 @@ func TestStagedRolloutCanarySoakPromotionWaves(t *testing.T) {
 		f.markAllReady(set)
 		check()
 		r := f.get(set).Status.Rollout
-		return r.Phase == nasv1alpha1.PhaseAwaitingPromotion, fmt.Sprintf("%s", r.Phase)
+		return r.Phase == nasv1alpha1.PhaseAwaitingPromotion, string(r.Phase)
 	})
 	got := f.get(set)
 	if c := meta.FindStatusCondition(got.Status.Conditions, nasv1alpha1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
