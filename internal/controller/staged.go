@@ -34,6 +34,11 @@ func init() { metrics.Registry.MustRegister(rolloutPhase, healthCheckFailures) }
 // holds it), raises the Warning event and counts it by cause.
 func (r *Reconciler) recordStage(set *nasv1alpha1.NodeAgentSet, st nasv1alpha1.NodeAgentSetStatus) {
 	if st.Rollout == nil {
+		// Stages removed from the spec (or never there): no phase stays
+		// set, or a stale Failed would fire its alert for ever.
+		for _, ph := range phases {
+			rolloutPhase.DeleteLabelValues(set.Namespace, set.Name, string(ph))
+		}
 		return
 	}
 	for _, ph := range phases {

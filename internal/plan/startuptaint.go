@@ -53,6 +53,9 @@ func startupTaint(p *Plan, s Snapshot) {
 			p.StartupTaint.Lift = append(p.StartupTaint.Lift, node)
 			continue
 		}
+		if !st.Eligibility.ShouldRun {
+			continue // this set places no agent there: nothing to wait for
+		}
 		p.StartupTaint.Waiting++
 		for _, pod := range []*corev1.Pod{st.New, st.Old} {
 			if since, ready := readyPod(pod); ready {

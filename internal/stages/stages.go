@@ -163,7 +163,10 @@ func (m *machine) failed() bool {
 	if m.next.Failure == nil && m.annotation(nasv1alpha1.AnnotationAbort) == m.in.Revision {
 		m.next.Failure = &nasv1alpha1.RolloutFailure{Reason: "Aborted", Message: "aborted by kubectl nodeagentset rollout abort"}
 	}
-	if m.next.Failure == nil {
+	// The checks guard a rollout until it completes (health.nodeNotReady:
+	// "before the rollout completes"): a node rebooting days after a
+	// complete rollout must not fail, or abort, it.
+	if m.next.Failure == nil && m.prev.Phase != nasv1alpha1.PhaseComplete {
 		m.check()
 	}
 	f := m.next.Failure
@@ -244,18 +247,29 @@ func (m *machine) canary() bool {
 	for _, name := range m.next.CanaryNodes {
 		chosen[name] = true
 	}
-	done := true
-	for _, n := range m.in.Nodes {
-		if chosen[n.Name] && n.InScope && !n.done() {
-			done = false
-		}
-	}
 	hold := func(why string) {
 		for _, n := range m.in.Nodes {
 			if !chosen[n.Name] {
 				m.r.Holds[n.Name] = Hold + why
 			}
 		}
+	}
+	// Every canary node in scope is done, and at least one of them really
+	// runs an available agent of the update revision: a canary node
+	// skipped as unhealthy counts as done, but a canary of skipped nodes
+	// only would soak nothing and let the waves take the whole fleet.
+	done, scoped, real := true, false, false
+	for _, n := range m.in.Nodes {
+		if !chosen[n.Name] || !n.InScope {
+			continue
+		}
+		done, scoped = done && n.done(), true
+		real = real || n.Update != nil && n.Available && !n.Outdated
+	}
+	if done && scoped && !real {
+		m.enter(nasv1alpha1.PhaseCanary, "")
+		hold("canary " + summarize(m.next.CanaryNodes) + " unhealthy: no canary agent runs the update revision")
+		return false
 	}
 	if !done {
 		m.enter(nasv1alpha1.PhaseCanary, "")

@@ -37,7 +37,16 @@ func healthCheckFailed(st *nasv1alpha1.NodeAgentSetStatus, in Input) {
 		if t == nasv1alpha1.ConditionStalled {
 			status = metav1.ConditionTrue
 		}
+		// The failure's time stays from pass to pass (progress() has just
+		// removed Stalled and moved Progressing): a crash-looping agent
+		// starts a pass at every restart, and a new time would rewrite the
+		// status each time and make "stalled since" always now.
+		at := metav1.NewTime(in.Now)
+		if old := meta.FindStatusCondition(in.Set.Status.Conditions, t); old != nil && old.Status == status && old.Reason == ReasonHealthCheckFailed {
+			at = old.LastTransitionTime
+		}
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: status, Reason: ReasonHealthCheckFailed,
-			Message: msg, ObservedGeneration: in.Set.Generation, LastTransitionTime: metav1.NewTime(in.Now)})
+			Message: msg, ObservedGeneration: in.Set.Generation, LastTransitionTime: at})
+		meta.FindStatusCondition(st.Conditions, t).LastTransitionTime = at
 	}
 }

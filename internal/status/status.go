@@ -48,6 +48,11 @@ type Counts struct {
 	// Unhealthy counts desired nodes that are unhealthy; Skipped those of
 	// them the rollout passes by (rollingUpdate.unhealthyNodes Skip).
 	Unhealthy, Skipped int32
+	// Reached counts desired nodes updated or skipped: once all are and the
+	// rollout is complete, the update revision becomes the current one (a
+	// node skipped for ever must not keep the rollout open, and a staged
+	// rollout's checks running, for ever).
+	Reached int32
 	// Pending counts pods the plan still creates or deletes.
 	Pending int
 	// Pods counts the set's pods on every node, terminating and finished
@@ -76,6 +81,7 @@ func Count(p plan.Plan, updateHash string, minReady time.Duration, now time.Time
 		c.Skipped += b2i(st.Skipped != "")
 		if !scheduled {
 			c.Settled += b2i(st.Skipped != "")
+			c.Reached += b2i(st.Skipped != "")
 			continue
 		}
 		c.Current++
@@ -99,6 +105,7 @@ func Count(p plan.Plan, updateHash string, minReady time.Duration, now time.Time
 		c.Ready += b2i(ready)
 		c.Available += b2i(available)
 		c.Updated += b2i(updated)
+		c.Reached += b2i(updated || st.Skipped != "")
 		newAvailable := updated && plan.PodAvailable(update, minReady, now)
 		// A skipped unhealthy node needs nothing now: it is replaced once
 		// the node is healthy again.
@@ -153,7 +160,7 @@ func Compute(in Input) (nasv1alpha1.NodeAgentSetStatus, time.Time) {
 	// Complete: nothing left to do. NoSchedule-tainted nodes that keep an
 	// agent count as misscheduled (as in DaemonSet) but need no action.
 	complete := c.Settled == c.Desired && c.Pending == 0 && !in.Plan.Stage.Failed
-	if complete && c.Updated == c.Desired || st.CurrentRevision == "" {
+	if complete && c.Reached == c.Desired || st.CurrentRevision == "" {
 		st.CurrentRevision = in.UpdateRevision
 	}
 	st.Rollout = in.Plan.Stage.Status

@@ -52,7 +52,7 @@ func TestCountFollowsDaemonSet(t *testing.T) {
 		node("ineligible-empty", false, false),
 	}}
 	c := Count(p, "new", 10*time.Second, now)
-	want := Counts{Desired: 4, Current: 3, Misscheduled: 1, Ready: 3, Available: 2, Updated: 2, Settled: 1, Outdated: 1, Pods: 4, NextAvailable: now.Add(5 * time.Second)}
+	want := Counts{Desired: 4, Current: 3, Misscheduled: 1, Ready: 3, Available: 2, Updated: 2, Reached: 2, Settled: 1, Outdated: 1, Pods: 4, NextAvailable: now.Add(5 * time.Second)}
 	if c != want {
 		t.Errorf("Count = %+v\nwant    %+v", c, want)
 	}
@@ -266,6 +266,11 @@ func TestSkippedUnhealthyNodesDoNotHoldCompletion(t *testing.T) {
 	if st.UnhealthyNodes != 2 {
 		t.Errorf("unhealthyNodes = %d, want 2 (dead and cordoned)", st.UnhealthyNodes)
 	}
+	// Complete with only a skipped node behind: the update revision is the
+	// current one, so the rollout (and a staged rollout's checks) is over.
+	if st.CurrentRevision != "agent-h" {
+		t.Errorf("currentRevision = %q, want agent-h once only skipped nodes are left behind", st.CurrentRevision)
+	}
 	if c := meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionReconciling); c != nil && !strings.Contains(c.Message, "1 unhealthy nodes skipped") {
 		t.Errorf("Reconciling message %q does not say a node was skipped", c.Message)
 	}
@@ -278,5 +283,28 @@ func TestSkippedUnhealthyNodesDoNotHoldCompletion(t *testing.T) {
 	st, _ = Compute(Input{Set: set, Plan: p, UpdateHash: "h", UpdateRevision: "agent-h", Now: now.Add(time.Minute)})
 	if !meta.IsStatusConditionTrue(st.Conditions, nasv1alpha1.ConditionReconciling) {
 		t.Errorf("Reconciling = %+v after the node recovered with an old agent, want True", meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionReconciling))
+	}
+}
+
+// A failed health check keeps its conditions' time from pass to pass: a
+// crash-looping agent starts a pass at every restart, and each must not
+// rewrite the status.
+func TestHealthCheckFailureKeepsItsTime(t *testing.T) {
+	set := &nasv1alpha1.NodeAgentSet{ObjectMeta: metav1.ObjectMeta{Generation: 2}}
+	set.Status.UpdateRevision, set.Status.CurrentRevision = "agent-h", "agent-old"
+	failed := plan.Plan{Nodes: []plan.NodeState{node("a", true, true, readyPod("old", time.Minute))}}
+	failed.Stage.Status = &nasv1alpha1.RolloutStatus{Revision: "agent-h", Phase: nasv1alpha1.PhaseFailed,
+		Failure: &nasv1alpha1.RolloutFailure{Node: "a", Pod: "p", Reason: "CrashLoopBackOff", Message: "restarted 3 times"}}
+	st, _ := Compute(Input{Set: set, Plan: failed, UpdateHash: "h", UpdateRevision: "agent-h", Now: now})
+	set.Status = st
+	later, _ := Compute(Input{Set: set, Plan: failed, UpdateHash: "h", UpdateRevision: "agent-h", Now: now.Add(time.Minute)})
+	for _, c := range []string{nasv1alpha1.ConditionStalled, nasv1alpha1.ConditionReconciling, nasv1alpha1.ConditionProgressing} {
+		a, b := meta.FindStatusCondition(st.Conditions, c), meta.FindStatusCondition(later.Conditions, c)
+		if a == nil || b == nil || a.Reason != ReasonHealthCheckFailed || !a.LastTransitionTime.Equal(&b.LastTransitionTime) {
+			t.Errorf("%s: first %+v, a minute later %+v; want HealthCheckFailed with the same time", c, a, b)
+		}
+	}
+	if Significant(st, later) {
+		t.Errorf("a second pass over the same failure changed the status significantly:\n%+v\n%+v", st.Conditions, later.Conditions)
 	}
 }
