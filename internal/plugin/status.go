@@ -28,7 +28,9 @@ func newStatusCommand(o *options) *cobra.Command {
 		Short: "Show, node by node, the agent's revision and readiness, and why a node has none",
 		Long: `Show every node with the set's agent on it: its revision, whether it is Ready and
 available, and for a node without an agent, or one the rollout leaves alone,
-the reason, computed by the controller's own eligibility and plan code.`,
+the reason, computed by the controller's own eligibility and plan code.
+With --node, also the resources each container of the agent gets on that
+node (spec.nodeOverrides applied to the set's template).`,
 		Example: `  # Why does node-7 run no agent?
   kubectl nodeagentset status node-exporter -n monitoring --node node-7`,
 		Args: cobra.ExactArgs(1),
@@ -47,8 +49,17 @@ the reason, computed by the controller's own eligibility and plan code.`,
 				if len(rows) == 0 {
 					return fmt.Errorf("node %q not found", node)
 				}
+				if rows[0].Resources, err = nodeResources(cmd.Context(), c, set, node); err != nil {
+					return err
+				}
 			}
-			return printAs(o.streams.Out, output, rows, func() error { return Render(o.streams.Out, rows) })
+			return printAs(o.streams.Out, output, rows, func() error {
+				if err := Render(o.streams.Out, rows); err != nil || len(rows) != 1 || rows[0].Resources == nil {
+					return err
+				}
+				fmt.Fprintln(o.streams.Out)
+				return RenderResources(o.streams.Out, rows[0].Resources)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&node, "node", "", "show only this node")
@@ -116,6 +127,9 @@ type Row struct {
 	Ready     string `json:"ready"`
 	Available string `json:"available"`
 	Reason    string `json:"reason"`
+	// Resources are the agent's computed resources on this node, node
+	// overrides applied; only with --node.
+	Resources []ContainerResources `json:"resources,omitempty"`
 }
 
 // Rows turns a plan into the status table, one row per node.
