@@ -263,8 +263,8 @@ func newRolloutUndo(o *options) *cobra.Command {
 		Use:   "undo NAME",
 		Short: "Roll back to the previous revision, or to --to-revision",
 		Long: `Roll back to the previous revision, or to --to-revision. The set's template
-becomes that revision's again; the controller re-uses the revision (same
-hash), so agents already running it are not restarted.`,
+and node overrides become that revision's again; the controller re-uses the
+revision (same hash), so agents already running it are not restarted.`,
 		Example: `  kubectl nodeagentset rollout undo node-exporter
   kubectl nodeagentset rollout undo node-exporter --to-revision 2`,
 		Args: cobra.ExactArgs(1),
@@ -281,7 +281,7 @@ hash), so agents already running it are not restarted.`,
 			if err != nil {
 				return err
 			}
-			t, err := revision.Decode(target)
+			spec, err := revision.DecodeSpec(target)
 			if err != nil {
 				return err
 			}
@@ -290,7 +290,7 @@ hash), so agents already running it are not restarted.`,
 				if err := c.Get(cmd.Context(), client.ObjectKeyFromObject(set), got); err != nil {
 					return err
 				}
-				got.Spec.Template = *t
+				restore(got, spec)
 				return c.Update(cmd.Context(), got)
 			})
 			if err != nil {
@@ -302,6 +302,15 @@ hash), so agents already running it are not restarted.`,
 	}
 	cmd.Flags().Int64Var(&to, "to-revision", 0, "the revision to roll back to (0: the previous one)")
 	return cmd
+}
+
+// restore puts set's revision part back as a revision holds it: the
+// template and the node overrides. Restoring the template alone left the
+// overrides of the revision undone from, so the set hashed to a revision
+// that never ran, and every agent whose sizing differed was recreated.
+func restore(set *nasv1alpha1.NodeAgentSet, spec *revision.Spec) {
+	set.Spec.Template = spec.Template
+	set.Spec.NodeOverrides = spec.NodeOverrides
 }
 
 // undoTarget picks the revision to roll back to; revs are oldest first.
