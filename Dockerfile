@@ -1,6 +1,7 @@
-# Multi-stage build: a static manager binary on a distroless, non-root base.
-# `make build` runs the same go build line, since no Docker engine runs on the
-# development machines.
+# Multi-stage build: a static manager binary on a distroless, non-root base,
+# for people with a Docker engine (`make docker-build`). `make image` builds
+# the equivalent image (same go build line, user 65532, entrypoint /manager)
+# for amd64 and arm64 with no container engine; releases use that one.
 FROM golang:1.26 AS builder
 ARG TARGETOS=linux
 ARG TARGETARCH=amd64

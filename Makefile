@@ -40,6 +40,7 @@ manifests: tools ## Generate the CRD and RBAC under config/ from the API types a
 	@# The Helm chart ships the same CRD and RBAC rules.
 	cp config/crd/bases/*.yaml $(CHART)/crds/
 	cp config/rbac/role.yaml $(CHART)/files/manager-role.yaml
+	cp config/rbac/startup_taint_role.yaml $(CHART)/files/startup-taint-role.yaml
 
 .PHONY: generate
 generate: tools ## Generate deepcopy code for the API types.
@@ -69,6 +70,8 @@ verify-generated: manifests generate ## Fail when generated files are stale.
 .PHONY: test
 test: tools verify-generated vet lint ## Run unit, envtest integration and end-to-end tests, fuzz targets briefly, and lint.
 	go test -count=1 $(GOTEST_FLAGS) -timeout 30m ./...
+	@# The image tool is a module of its own (go-containerregistry stays out of go.mod).
+	cd test/tools/image && go test -count=1 $(GOTEST_FLAGS) ./...
 	$(MAKE) --no-print-directory test-fuzz
 
 # Each fuzz target runs this long in make test; longer by hand, e.g.
@@ -120,8 +123,30 @@ run: ## Run the manager against the cluster in $KUBECONFIG.
 	go run ./cmd/manager
 
 .PHONY: docker-build
-docker-build: ## Build the container image (needs a Docker engine; none runs on the dev machines).
+docker-build: ## Build the container image with a Docker engine (`make image` needs none).
 	docker build -t nodeagentset:dev .
+
+# The image and release: `make image` needs no container engine (see README
+# "Image and release").
+IMAGE ?= ghcr.io/nodeagentset/manager
+VERSION ?= $(shell awk '/^appVersion:/ {print $$2}' $(CHART)/Chart.yaml)
+PLATFORMS ?= linux/amd64 linux/arm64
+IMAGE_DIR ?= _output/image
+# File and image times: the last commit's, so a rebuild of it is identical.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+
+.PHONY: image
+image: ## Build the manager image for PLATFORMS (linux/amd64 linux/arm64) as an OCI image layout in IMAGE_DIR; PUSH=REF also pushes it.
+	@for p in $(PLATFORMS); do \
+		echo "go build manager for $$p"; \
+		GOOS=$${p%/*} GOARCH=$${p#*/} $(GO_BUILD) -o _output/bin/$${p/\//_}/manager ./cmd/manager; \
+	done
+	cd test/tools/image && go run . --out $(abspath $(IMAGE_DIR)) --tag $(VERSION) --source-date-epoch $(SOURCE_DATE_EPOCH) \
+		$(foreach p,$(PLATFORMS),--binary $(p)=$(CURDIR)/_output/bin/$(subst /,_,$(p))/manager) $(if $(PUSH),--push $(PUSH))
+
+.PHONY: release
+release: tools ## Build a release into _output/release: images (pushed with PUSH=1), chart, plugin archives, krew manifest.
+	bash .ci/release
 
 ##@ Local cluster
 

@@ -34,6 +34,7 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.template.spec.activeDeadlineSeconds)",message="spec.template.spec.activeDeadlineSeconds: must not be set: an agent runs until it is replaced",fieldPath=".template.spec.activeDeadlineSeconds"
 // +kubebuilder:validation:XValidation:rule="!has(self.selector.matchLabels) || self.selector.matchLabels.all(k, has(self.template.metadata.labels) && k in self.template.metadata.labels && self.template.metadata.labels[k] == self.selector.matchLabels[k])",message="spec.selector: matchLabels do not match spec.template.metadata.labels",fieldPath=".selector"
 // +kubebuilder:validation:XValidation:rule="!has(self.selector.matchExpressions) || self.selector.matchExpressions.all(e, e.operator == 'In' ? (has(e.values) && has(self.template.metadata.labels) && e.key in self.template.metadata.labels && self.template.metadata.labels[e.key] in e.values) : e.operator == 'NotIn' ? !(has(e.values) && has(self.template.metadata.labels) && e.key in self.template.metadata.labels && self.template.metadata.labels[e.key] in e.values) : e.operator == 'Exists' ? (has(self.template.metadata.labels) && e.key in self.template.metadata.labels) : !(has(self.template.metadata.labels) && e.key in self.template.metadata.labels))",message="spec.selector: matchExpressions do not match spec.template.metadata.labels",fieldPath=".selector"
+// +kubebuilder:validation:XValidation:rule="!has(self.updateStrategy.rollingUpdate) || !has(self.updateStrategy.rollingUpdate.maxSurge) || (has(self.updateStrategy.type) && self.updateStrategy.type == 'OnDelete') || (type(self.updateStrategy.rollingUpdate.maxSurge) == string ? self.updateStrategy.rollingUpdate.maxSurge == '0%' : self.updateStrategy.rollingUpdate.maxSurge == 0) || !(self.template.spec.containers.exists(c, has(c.ports) && c.ports.exists(p, (has(self.template.spec.hostNetwork) && self.template.spec.hostNetwork) || (has(p.hostPort) && p.hostPort > 0))) || (has(self.template.spec.initContainers) && self.template.spec.initContainers.exists(c, has(c.restartPolicy) && c.restartPolicy == 'Always' && has(c.ports) && c.ports.exists(p, (has(self.template.spec.hostNetwork) && self.template.spec.hostNetwork) || (has(p.hostPort) && p.hostPort > 0)))))",message="spec.updateStrategy.rollingUpdate.maxSurge: must be 0 when the template uses host ports (a hostPort, or hostNetwork with container ports): a surge pod could not bind the port on the same node and would stay Pending; use maxUnavailable instead",fieldPath=".updateStrategy.rollingUpdate.maxSurge"
 type NodeAgentSetSpec struct {
 	// Selector selects the pods this set owns. It must match the template's
 	// labels, must not be empty, and cannot change after creation.
@@ -79,6 +80,20 @@ type NodeAgentSetSpec struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=atomic
 	NodeOverrides []NodeOverride `json:"nodeOverrides,omitempty"`
+
+	// Suspend: true deletes every agent pod of the set and creates none;
+	// the set and its history stay. False again places agents as on
+	// creation.
+	// +optional
+	// +kubebuilder:default=false
+	Suspend bool `json:"suspend,omitempty"`
+
+	// StartupTaint is the taint nodes register with so that workloads wait
+	// for the agent. The agent tolerates it, and the controller removes it
+	// from a node once this set's agent there is available; it never adds
+	// it back.
+	// +optional
+	StartupTaint *StartupTaint `json:"startupTaint,omitempty"`
 }
 
 // NodeOverride changes the agent's containers on the nodes it selects.
@@ -131,6 +146,21 @@ type AllocatableShare struct {
 	// Max is the most amount, whatever the node's allocatable.
 	// +optional
 	Max *resource.Quantity `json:"max,omitempty"`
+}
+
+// StartupTaint names a node taint (any value) by key and effect.
+type StartupTaint struct {
+	// Key is the taint's key, a qualified name such as
+	// example.com/agent-not-ready.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=317
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$') && (!self.contains('/') || self.indexOf('/') <= 253)",message="spec.startupTaint.key: must be a valid taint key: an optional DNS subdomain prefix (at most 253 characters) and '/', then a name of at most 63 characters: letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+	Key string `json:"key"`
+	// Effect is the taint's effect.
+	// +required
+	// +kubebuilder:validation:Enum=NoSchedule;PreferNoSchedule;NoExecute
+	Effect corev1.TaintEffect `json:"effect"`
 }
 
 // UpdateStrategy says how pods are replaced when the template changes.
@@ -207,6 +237,15 @@ type RollingUpdate struct {
 	// +optional
 	// +kubebuilder:default=Recreate
 	PodUpdatePolicy PodUpdatePolicy `json:"podUpdatePolicy,omitempty"`
+	// Canary is the first nodes of every rollout (see Canary).
+	// +optional
+	Canary *Canary `json:"canary,omitempty"`
+	// Waves update the nodes after the canary one label value at a time.
+	// +optional
+	Waves *Waves `json:"waves,omitempty"`
+	// Health are checks that stop a bad revision.
+	// +optional
+	Health *Health `json:"health,omitempty"`
 }
 
 // UnhealthyNodesPolicy is what a rollout does with unhealthy nodes.
@@ -300,6 +339,9 @@ type NodeAgentSetStatus struct {
 	// UpdateRevision is the revision of the current template.
 	// +optional
 	UpdateRevision string `json:"updateRevision,omitempty"`
+	// Rollout is the stage of a rollout with canary, waves or health.
+	// +optional
+	Rollout *RolloutStatus `json:"rollout,omitempty"`
 	// Conditions: Available, Progressing, Reconciling, Stalled, PodFailure.
 	// +optional
 	// +listType=map

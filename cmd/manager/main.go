@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -34,6 +35,11 @@ type options struct {
 	maxConcurrentReconciles int
 	qps                     float64
 	burst                   int
+	metricsCertDir          string
+	leaseDuration           time.Duration
+	renewDeadline           time.Duration
+	retryPeriod             time.Duration
+	shutdownTimeout         time.Duration
 }
 
 func main() {
@@ -47,6 +53,14 @@ func main() {
 	flag.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "NodeAgentSets reconciled in parallel.")
 	flag.Float64Var(&o.qps, "kube-api-qps", 100, "Client-side limit of API requests per second.")
 	flag.IntVar(&o.burst, "kube-api-burst", 200, "Client-side burst of API requests.")
+	flag.StringVar(&o.metricsCertDir, "metrics-cert-dir", "", "Folder holding tls.crt and tls.key for the metrics endpoint (reloaded when they change); empty: a self-signed certificate.")
+	// controller-runtime's defaults; the Helm chart exposes them.
+	flag.DurationVar(&o.leaseDuration, "leader-election-lease-duration", 15*time.Second, "How long a standby waits after the leader's last renewal before taking over.")
+	flag.DurationVar(&o.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew before it steps down; below the lease duration.")
+	flag.DurationVar(&o.retryPeriod, "leader-election-retry-period", 2*time.Second, "Interval between tries to take or renew the lease.")
+	// The pod's terminationGracePeriodSeconds must exceed it (the chart
+	// derives one from the other), or the kubelet kills the manager mid-write.
+	flag.DurationVar(&o.shutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "On SIGTERM, how long in-flight reconciles may take before the manager exits.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -72,8 +86,19 @@ func run(o options) error {
 	metrics := metricsserver.Options{
 		BindAddress:   o.metricsAddr,
 		SecureServing: o.secureMetrics,
+		CertDir:       o.metricsCertDir,
 		// HTTP/2 stays off: it is exposed to the HTTP/2 rapid-reset attacks.
 		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
+	}
+	if o.metricsCertDir != "" {
+		// controller-runtime falls back to a self-signed certificate when the
+		// files are missing, which a scraper that verifies would refuse
+		// later; say so now instead.
+		for _, f := range []string{"tls.crt", "tls.key"} {
+			if _, err := os.Stat(filepath.Join(o.metricsCertDir, f)); err != nil {
+				return fmt.Errorf("--metrics-cert-dir: %w", err)
+			}
+		}
 	}
 	if o.secureMetrics {
 		metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
@@ -90,6 +115,10 @@ func run(o options) error {
 		// Stepping down at once on SIGTERM lets a new leader start within a
 		// second instead of after the lease expires.
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &o.leaseDuration,
+		RenewDeadline:                 &o.renewDeadline,
+		RetryPeriod:                   &o.retryPeriod,
+		GracefulShutdownTimeout:       &o.shutdownTimeout,
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)

@@ -11,15 +11,17 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// Passes that create pods one after another, with the set's status (and so
-// its resourceVersion) changing between them, fold into one event series:
-// a rollout of many waves costs a couple of event writes, not two a wave.
-func TestRepeatedEventsFoldIntoASeries(t *testing.T) {
+// Passes that create pods one after another on different nodes each leave
+// an event whose note names the pod and node it created, related to that
+// pod. Before, the recorder folded them into one series keyed by the set
+// alone and kept the first note: "Created 1 pod(s) on node-a" ×4, the
+// other nodes never named.
+func TestEachCreateEventNamesItsNode(t *testing.T) {
 	f := newFixture(t, "series")
 	nodes := f.nodes(1)
 	set := f.set()
 	eventually(t, "the first pod", f.onePerNode(set, nodes))
-	for i := 1; i <= 3; i++ {
+	for i := 1; i <= 2; i++ {
 		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
 			Name: fmt.Sprintf("%s-late-%d", f.name, i), Labels: map[string]string{f.label: "true"},
 		}}
@@ -28,20 +30,29 @@ func TestRepeatedEventsFoldIntoASeries(t *testing.T) {
 		nodes = append(nodes, node.Name)
 		eventually(t, fmt.Sprintf("a pod on %s", node.Name), f.onePerNode(set, nodes))
 	}
-	eventually(t, "one SuccessfulCreate event, counted as a series", func() (bool, string) {
+	pods := byNode(f.pods(set))
+	eventually(t, "a SuccessfulCreate event per node, naming its pod and node", func() (bool, string) {
 		var events eventsv1.EventList
 		if err := k8s.List(f.ctx, &events, client.InNamespace(f.ns)); err != nil {
 			return false, err.Error()
 		}
-		var creates []string
-		series := false
+		notes := map[string]string{} // related pod → note
+		var all []string
 		for _, e := range events.Items {
 			if e.Regarding.Name == set.Name && e.Reason == "SuccessfulCreate" {
-				creates = append(creates, e.Note)
-				series = e.Series != nil && e.Series.Count >= 2
+				all = append(all, e.Note)
+				if e.Related != nil && e.Related.Kind == "Pod" && e.Series == nil {
+					notes[e.Related.Name] = e.Note
+				}
 			}
 		}
-		return len(creates) == 1 && series, fmt.Sprintf("SuccessfulCreate events: %q (series: %v)", creates, series)
+		for _, node := range nodes {
+			pod := pods[node][0].Name
+			if notes[pod] != "Created pod "+pod+" on "+node {
+				return false, fmt.Sprintf("no readable event for %s on %s; SuccessfulCreate notes: %q", pod, node, all)
+			}
+		}
+		return true, ""
 	})
 }
 

@@ -34,12 +34,19 @@ func TestPodCreateRefusalIsReportedWithTheServerMessage(t *testing.T) {
 		}
 		var seen []string
 		for _, e := range events.Items {
-			if e.Regarding.Name == set.Name && e.Reason == "FailedCreate" && strings.Contains(e.Note, serverSays) {
+			// Related to the node the refused create was for, so
+			// repeats fold per node and the note stays true.
+			if e.Regarding.Name == set.Name && e.Reason == "FailedCreate" && strings.Contains(e.Note, serverSays) &&
+				e.Related != nil && e.Related.Kind == "Node" && strings.Contains(e.Note, fmt.Sprintf("Node %q", e.Related.Name)) {
 				return true, ""
 			}
 			seen = append(seen, e.Reason+": "+e.Note)
 		}
 		return false, fmt.Sprintf("%q", seen)
+	})
+	eventually(t, "refused creates counted", func() (bool, string) {
+		n, _ := metricValue(t, "nodeagentset_pod_write_failures_total", f.ns, set.Name)
+		return n >= 1, fmt.Sprintf("nodeagentset_pod_write_failures_total %v", n)
 	})
 	eventually(t, "a PodFailure condition with the server's message", func() (bool, string) {
 		c := meta.FindStatusCondition(f.get(set).Status.Conditions, nasv1alpha1.ConditionPodFailure)

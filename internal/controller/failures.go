@@ -25,6 +25,14 @@ func (r *Reconciler) reportFailure(ctx context.Context, set *nasv1alpha1.NodeAge
 	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: nasv1alpha1.ConditionReconcileFailure,
 		Status: metav1.ConditionTrue, Reason: reason, Message: message, ObservedGeneration: set.Generation,
 		LastTransitionTime: metav1.NewTime(r.now())})
+	// Not reconciled: without this a new set whose passes all fail showed
+	// no Reconciling and no observedGeneration, which kstatus (Flux,
+	// kubectl wait) reads as Current. A Stalled set stays not reconciling.
+	if !meta.IsStatusConditionTrue(st.Conditions, nasv1alpha1.ConditionStalled) {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: nasv1alpha1.ConditionReconciling,
+			Status: metav1.ConditionTrue, Reason: reason, Message: message, ObservedGeneration: set.Generation,
+			LastTransitionTime: metav1.NewTime(r.now())})
+	}
 	_, statusErr := r.writeStatus(ctx, set, *st, r.now())
 	return errors.Join(err, statusErr)
 }

@@ -35,7 +35,7 @@ func TestForcedDeleteOnlyWhenTheNodeIsReallyGone(t *testing.T) {
 		{Pod: alive, Node: nodes[0], Now: true, Reason: "node missing from the cache"},
 		{Pod: gone, Node: "forcedelete-no-such-node", Now: true, Reason: "node missing from the cache"},
 	}}
-	if _, err := x.Execute(f.ctx, set, p, func(string) (*corev1.PodTemplateSpec, error) { return &corev1.PodTemplateSpec{}, nil }, "h"); err != nil {
+	if _, err := x.Execute(f.ctx, set, p, func(string, string) (*corev1.PodTemplateSpec, error) { return &corev1.PodTemplateSpec{}, nil }, "h"); err != nil {
 		t.Fatal(err)
 	}
 	got := &corev1.Pod{}

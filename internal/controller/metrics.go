@@ -12,6 +12,7 @@ import (
 	"github.com/nodeagentset/nodeagentset/internal/plan"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/execute"
 )
 
 // Per-set gauges mirror the status counts; the histogram times rollouts
@@ -137,6 +138,8 @@ func forgetMetrics(namespace, name string) {
 		g.DeleteLabelValues(namespace, name)
 	}
 	rolloutDuration.DeleteLabelValues(namespace, name)
+	forgetStageMetrics(namespace, name)
+	execute.ForgetMetrics(namespace, name)
 }
 
 // skipped counts the nodes a plan's rollout passes by as unhealthy.

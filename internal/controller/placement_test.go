@@ -8,13 +8,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	kstatusv1 "sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
+	testkstatus "github.com/nodeagentset/nodeagentset/test/kstatus"
 )
 
 func TestFansOutToEveryEligibleNodeAndReportsStatus(t *testing.T) {
@@ -82,15 +81,7 @@ func TestFansOutToEveryEligibleNodeAndReportsStatus(t *testing.T) {
 // makes of the set without knowing its kind.
 func kstatus(t *testing.T, set *nasv1alpha1.NodeAgentSet) kstatusv1.Status {
 	t.Helper()
-	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := kstatusv1.Compute(&unstructured.Unstructured{Object: obj})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.Status
+	return testkstatus.Of(t, set)
 }
 
 func tolerates(tols []corev1.Toleration, key string, effect corev1.TaintEffect) bool {

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -74,6 +75,23 @@ func (pt *podTemplates) forNode(hash, node string) (*corev1.PodTemplateSpec, boo
 	}
 	t, err := podtemplate.ForNode(&s.Template, s.NodeOverrides, n)
 	return t, err == nil
+}
+
+// build is the template of revision hash for a new pod on node: the
+// update revision's, or another one the plan names (the current revision,
+// while a staged rollout's check has failed).
+func (pt *podTemplates) build(node, hash string) (*corev1.PodTemplateSpec, error) {
+	if hash == pt.updateHash {
+		return pt.update(node)
+	}
+	s := pt.spec(hash)
+	if s == nil {
+		return nil, fmt.Errorf("no readable ControllerRevision of hash %q", hash)
+	}
+	if n := pt.node(node); n != nil {
+		return podtemplate.ForNode(&s.Template, s.NodeOverrides, n)
+	}
+	return &s.Template, nil
 }
 
 // update is the template of the update revision for a new pod on node.

@@ -102,8 +102,12 @@ func TestPodUpdatesThatCannotChangeAPassAreDropped(t *testing.T) {
 			p.Spec.NodeName = ""
 			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}}
 		}), false},
+		// A restart is what health.maxRestarts of a staged rollout judges.
 		"container restarted": {change(func(p *corev1.Pod) {
 			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "c", RestartCount: 1}}
+		}), true},
+		"container status without a restart": {change(func(p *corev1.Pod) {
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "c", Started: ptr.To(true)}}
 		}), false},
 		"moved to another node": {change(func(p *corev1.Pod) { p.Spec.NodeName = "other" }), true},
 		"relabelled":            {change(func(p *corev1.Pod) { p.Labels["a"] = "2" }), true},

@@ -38,6 +38,8 @@ import (
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch;create;delete;patch
 // +kubebuilder:rbac:groups="",resources=pods/status,verbs=patch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// (Removing startup taints needs nodes patch, granted apart, only where the
+// feature is wanted: config/rbac/startup_taint_role.yaml; no marker here.)
 // +kubebuilder:rbac:groups=apps,resources=controllerrevisions,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -116,25 +118,36 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	cost := time.Since(started)
 	r.warnTrouble(set, p)
 	claimErr := r.claimPods(ctx, set, selector, snap.Pods, &p)
-	out, execErr := r.Executor.Execute(ctx, set, p, templates.update, updateHash)
+	out, execErr := r.Executor.Execute(ctx, set, p, templates.build, updateHash)
 	execErr = errors.Join(claimErr, execErr)
+	taint := r.Executor.LiftStartupTaint(ctx, set, p.StartupTaint.Lift)
 
 	started = time.Now()
 	st, wake := status.Compute(status.Input{
 		Set: set, Plan: p, UpdateHash: updateHash, UpdateRevision: revs.update.Name,
 		CollisionCount: revs.collisionCount, Now: snap.Now, PodFailure: execErr,
+		StartupTaint: status.TaintResult{Waiting: p.StartupTaint.Waiting, Forbidden: taint.Forbidden, Err: taint.Err},
 	})
 	cost += time.Since(started)
 	r.costs.Store(req.NamespacedName, cost)
 	passCompute.Observe(cost.Seconds())
 	r.rollouts.record(set, st, skipped(p), snap.Now)
+	r.recordStage(set, st)
 	pruneErr := r.pruneHistory(ctx, set, revs, liveRevisions(snap.Pods, revs.update.Name, st.CurrentRevision))
 	statusDue, statusErr := r.writeStatus(ctx, set, st, snap.Now)
-	if err := errors.Join(execErr, pruneErr, statusErr); err != nil {
+	if err := errors.Join(execErr, taint.Err, pruneErr, statusErr); err != nil {
 		return ctrl.Result{}, err
 	}
 	if !statusDue.IsZero() && (wake.IsZero() || statusDue.Before(wake)) {
 		wake = statusDue
+	}
+	if taint.Forbidden != nil {
+		// Reported on the set, not returned: no event says when the
+		// permission is granted, so look again after a while, without
+		// the error backoff (the set is otherwise served as usual).
+		if retry := snap.Now.Add(StartupTaintRetry); wake.IsZero() || retry.Before(wake) {
+			wake = retry
+		}
 	}
 	return ctrl.Result{RequeueAfter: requeueAfter(p, out, wake, snap.Now)}, nil
 }
@@ -189,6 +202,10 @@ func (r *Reconciler) read(ctx context.Context, set *nasv1alpha1.NodeAgentSet) ([
 	}
 	return nodes, pods, nil
 }
+
+// StartupTaintRetry is how soon a startup taint the manager may not lift
+// (no permission to patch nodes) is tried again.
+const StartupTaintRetry = 30 * time.Second
 
 // StatusInterval is the least time between two status writes of one set
 // that change only counts and messages (see status.Significant); other

@@ -246,9 +246,19 @@ func podChanged(own *execute.Expectations) predicate.Predicate {
 				old.Status.Phase != cur.Status.Phase ||
 				oldReady != curReady || !oldSince.Equal(curSince) ||
 				inplace.ShouldOpen(old) != inplace.ShouldOpen(cur) ||
-				troubleChanged(old, cur)
+				troubleChanged(old, cur) || restarts(old) != restarts(cur)
 		},
 	}
+}
+
+// restarts sums a pod's container restarts, which health.maxRestarts of a
+// staged rollout judges.
+func restarts(pod *corev1.Pod) int32 {
+	var n int32
+	for _, cs := range pod.Status.ContainerStatuses {
+		n += cs.RestartCount
+	}
+	return n
 }
 
 // troubleChanged: the reason the agent does not run (see health.Of)

@@ -360,9 +360,13 @@ func TestBoundaryValuesAreAccepted(t *testing.T) {
 			s.Spec.RevisionHistoryLimit = ptr.To[int32](math.MaxInt32)
 			s.Spec.ProgressDeadlineSeconds = ptr.To[int32](math.MaxInt32)
 			s.Spec.UpdateStrategy.RollingUpdate = &nasv1alpha1.RollingUpdate{MaxUnavailable: &max32, MaxSurge: &max32, Partition: &max32}
-			s.Spec.Template.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 65535, HostPort: 65535}}
+			// A host port would forbid maxSurge (TestSurgeWithHostPortsIsRefused).
+			s.Spec.Template.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 65535}}
 			s.Spec.Template.Spec.Containers[0].ReadinessProbe = &corev1.Probe{PeriodSeconds: math.MaxInt32,
 				ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromInt32(65535)}}}
+		}},
+		{"largest host port", func(s *nasv1alpha1.NodeAgentSet) {
+			s.Spec.Template.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 65535, HostPort: 65535}}
 		}},
 		{"100% and 0%", rolling(func(r *nasv1alpha1.RollingUpdate) {
 			r.MaxUnavailable, r.MaxSurge, r.Partition = ptr.To(intstr.FromString("100%")), ptr.To(intstr.FromString("100%")), ptr.To(intstr.FromString("0%"))

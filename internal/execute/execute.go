@@ -1,6 +1,7 @@
 package execute
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,7 +21,6 @@ import (
 	"github.com/nodeagentset/nodeagentset/internal/inplace"
 	"github.com/nodeagentset/nodeagentset/internal/plan"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
-	"github.com/nodeagentset/nodeagentset/internal/status"
 )
 
 // DefaultBurst is the most pod creates and deletes one pass issues, as in
@@ -50,12 +50,14 @@ type Outcome struct {
 	Capped bool
 }
 
-// Template gives the template a new pod on node is built from: the update
-// revision's, node overrides applied.
-type Template func(node string) (*corev1.PodTemplateSpec, error)
+// Template gives the template a new pod on node is built from under the
+// revision of hash (node overrides applied): the update revision's, or,
+// for a create that names another revision, that one (the current
+// revision, while a staged rollout's check has failed).
+type Template func(node, hash string) (*corev1.PodTemplateSpec, error)
 
-// Execute carries out p for set, building new pods from template (the
-// update revision's, with hash). Every error is returned, joined; the first
+// Execute carries out p for set, building new pods from template (hash is
+// the update revision's). Every error is returned, joined; the first
 // failing write of a kind stops the rest of that kind for this pass.
 func (x *Executor) Execute(ctx context.Context, set *nasv1alpha1.NodeAgentSet, p plan.Plan, template Template, hash string) (Outcome, error) {
 	var errs []error
@@ -112,16 +114,20 @@ func (x *Executor) now() time.Time {
 // template the API server refuses costs one request, not hundreds.
 func (x *Executor) creates(ctx context.Context, set *nasv1alpha1.NodeAgentSet, creates []plan.Create, template Template, hash string) (int, error) {
 	log := logr.FromContextOrDiscard(ctx)
-	var created []string
+	built := make([]*corev1.Pod, len(creates))
+	var created []*corev1.Pod
 	err := slowStart(len(creates), func(i int) error {
 		c := creates[i]
-		t, err := template(c.Node)
+		h := cmp.Or(c.Revision, hash)
+		t, err := template(c.Node, h)
 		if err != nil {
 			return fmt.Errorf("building the Pod for Node %q: %w", c.Node, err)
 		}
-		pod := podtemplate.Build(set, t, hash, c.Node)
+		pod := podtemplate.Build(set, t, h, c.Node)
+		built[i] = pod
 		if err := x.Client.Create(ctx, pod); err != nil {
-			return fmt.Errorf("creating Pod on Node %q: %w", c.Node, err)
+			countFailure(set.Namespace, set.Name, verbCreate)
+			return &writeError{related: nodeRef(c.Node), err: fmt.Errorf("creating Pod on Node %q: %w", c.Node, err)}
 		}
 		x.Expectations.Created(set.UID, pod, x.now())
 		if inplace.HasGate(pod) {
@@ -134,7 +140,7 @@ func (x *Executor) creates(ctx context.Context, set *nasv1alpha1.NodeAgentSet, c
 		}
 		log.V(4).Info("Created pod", "pod", klog.KObj(pod), "node", c.Node, "reason", c.Reason)
 		return nil
-	}, func(i int) { created = append(created, creates[i].Node) })
+	}, func(i int) { created = append(created, built[i]) })
 	if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
 		// The set goes with its namespace: creating more pods there is
 		// refused until then, and retrying only floods the API server
@@ -142,18 +148,16 @@ func (x *Executor) creates(ctx context.Context, set *nasv1alpha1.NodeAgentSet, c
 		return len(created), nil
 	}
 	if len(created) > 0 {
-		x.Recorder.Eventf(EventTarget(set), nil, corev1.EventTypeNormal, "SuccessfulCreate", "Create",
-			"Created %d pod(s) on %s", len(created), summarize(created))
+		x.Recorder.Eventf(EventTarget(set), podRef(created[0]), corev1.EventTypeNormal, "SuccessfulCreate", "Create",
+			"%s", createdNote(created))
 	}
-	if err != nil {
-		x.Recorder.Eventf(EventTarget(set), nil, corev1.EventTypeWarning, "FailedCreate", "Create", "%s", status.Clip(err.Error(), status.MaxEventNote))
-	}
+	x.warnFailure(set, err, "FailedCreate", "Create")
 	return len(created), err
 }
 
 func (x *Executor) deletes(ctx context.Context, set *nasv1alpha1.NodeAgentSet, deletes []plan.Delete) (int, error) {
 	log := logr.FromContextOrDiscard(ctx)
-	var deleted []string
+	var deleted []plan.Delete
 	kept := make([]bool, len(deletes))
 	// All at once, as the DaemonSet controller deletes: slow start guards
 	// against a template the server refuses, which deletes cannot meet, and
@@ -173,7 +177,8 @@ func (x *Executor) deletes(ctx context.Context, set *nasv1alpha1.NodeAgentSet, d
 		}
 		err := x.Client.Delete(ctx, d.Pod, opts...)
 		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("deleting Pod %q on Node %q: %w", d.Pod.Name, d.Node, err)
+			countFailure(set.Namespace, set.Name, verbDelete)
+			return &writeError{related: podRef(d.Pod), err: fmt.Errorf("deleting Pod %q on Node %q: %w", d.Pod.Name, d.Node, err)}
 		}
 		now := x.now()
 		x.Expectations.Deleted(set.UID, d.Pod.UID, now)
@@ -184,16 +189,14 @@ func (x *Executor) deletes(ctx context.Context, set *nasv1alpha1.NodeAgentSet, d
 		return nil
 	}, func(i int) {
 		if !kept[i] {
-			deleted = append(deleted, deletes[i].Pod.Name+" ("+deletes[i].Reason+")")
+			deleted = append(deleted, deletes[i])
 		}
 	})
 	if len(deleted) > 0 {
-		x.Recorder.Eventf(EventTarget(set), nil, corev1.EventTypeNormal, "SuccessfulDelete", "Delete",
-			"Deleted %d pod(s): %s", len(deleted), summarize(deleted))
+		x.Recorder.Eventf(EventTarget(set), podRef(deleted[0].Pod), corev1.EventTypeNormal, "SuccessfulDelete", "Delete",
+			"%s", deletedNote(deleted))
 	}
-	if err != nil {
-		x.Recorder.Eventf(EventTarget(set), nil, corev1.EventTypeWarning, "FailedDelete", "Delete", "%s", status.Clip(err.Error(), status.MaxEventNote))
-	}
+	x.warnFailure(set, err, "FailedDelete", "Delete")
 	return len(deleted), err
 }
 

@@ -83,6 +83,7 @@ func (x *Executor) patchOwnership(ctx context.Context, set *nasv1alpha1.NodeAgen
 	}
 	target := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name}}
 	if err := x.Client.Patch(ctx, target, client.RawPatch(types.MergePatchType, patch)); err != nil && !apierrors.IsNotFound(err) {
+		countFailure(set.Namespace, set.Name, verbPatch)
 		return fmt.Errorf("%s of Pod %q: %w", actionOf(change, label), pod.Name, err)
 	}
 	action := map[controllerChange]string{keepController: "Relabel", adopt: "Adopt", release: "Release"}[change]

@@ -7,13 +7,18 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/eligibility"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
+	"github.com/nodeagentset/nodeagentset/internal/stages"
 )
 
-// Create asks for a new agent pod on Node, of the update revision.
+// Create asks for a new agent pod on Node, of the update revision, or of
+// the revision whose hash Revision names (the current revision, while a
+// staged rollout's health check has failed).
 type Create struct {
-	Node   string
-	Reason string
+	Node     string
+	Reason   string
+	Revision string
 }
 
 // Delete asks for a pod to go.
@@ -59,9 +64,17 @@ type Plan struct {
 	Nodes []NodeState
 	// Rollout is the budgets the rollout worked with.
 	Rollout Budgets
+	// StartupTaint: nodes whose startup taint comes off now.
+	StartupTaint StartupTaint
 	// RequeueAfter is when the plan would change with time alone (a backoff
 	// ending, a pod becoming available); zero when nothing waits on time.
 	RequeueAfter time.Duration
+	// Stage is the staged rollout's decision (see stages.Next): the next
+	// status.rollout and a failed health check, if any.
+	Stage stages.Result
+	// createRevision is the hash new agents get when not the update
+	// revision's.
+	createRevision string
 }
 
 // Compute is the plan for a snapshot: placement first (an agent on every
@@ -70,11 +83,31 @@ type Plan struct {
 func Compute(s Snapshot) Plan {
 	managed, adopt, release := claim(s)
 	p := Plan{Adopt: adopt, Release: release, Nodes: nodeStates(s, managed)}
+	if s.Set.Spec.Suspend {
+		suspend(p.Nodes)
+	}
 	for i := range p.Nodes {
 		manageNode(&p, &p.Nodes[i], s)
 	}
 	rollout(&p, s)
+	startupTaint(&p, s)
 	return p
+}
+
+// ReasonSuspended is the eligibility reason of every node while the set is
+// suspended.
+const ReasonSuspended = "the set is suspended (spec.suspend)"
+
+// suspend makes no node eligible: every agent goes at once, none is
+// placed, and no rollout runs (it only looks at nodes that may keep an
+// agent). Suspension is what the user asked for, so no budget applies,
+// as when a node stops matching the nodeSelector.
+func suspend(nodes []NodeState) {
+	for i := range nodes {
+		if nodes[i].Exists {
+			nodes[i].Eligibility = eligibility.Result{Reason: ReasonSuspended}
+		}
+	}
 }
 
 // manageNode decides placement on one node: no agent where none may stay,
@@ -149,7 +182,7 @@ func createOn(p *Plan, st *NodeState, reason string) bool {
 		st.Waiting = "waiting: the node still holds two pods (terminating ones count)"
 		return false
 	}
-	p.Creates = append(p.Creates, Create{Node: st.Name, Reason: reason})
+	p.Creates = append(p.Creates, Create{Node: st.Name, Reason: reason, Revision: p.createRevision})
 	return true
 }
 

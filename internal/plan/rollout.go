@@ -5,12 +5,14 @@ import (
 	"slices"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/nodehealth"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
 )
 
@@ -95,7 +97,7 @@ func rollout(p *Plan, s Snapshot) {
 			b.Surging++
 		}
 	}
-	scope := scoper(s, ru, p.Nodes, b.Partition)
+	scope := staged(p, s, scoper(s, ru, p.Nodes, b.Partition))
 	onDelete := strategy.Type == nasv1alpha1.OnDeleteStrategy
 	for i := range p.Nodes {
 		st := &p.Nodes[i]
@@ -128,11 +130,17 @@ func judgeUnhealthy(st *NodeState, minReady time.Duration, now time.Time) {
 	h := st.Health
 	switch {
 	case st.New != nil && PodAvailable(st.New, minReady, now):
-	case st.New != nil && !h.Since.IsZero() && !h.Since.Before(st.New.CreationTimestamp.Time):
+	case st.New != nil && TurnedUnhealthyAfter(h, st.New):
 		st.Charged = fmt.Sprintf("charged: node became %s after its agent was updated", h.Reason)
 	case st.Eligibility.ShouldRun || st.Old != nil || st.New != nil:
 		st.Skipped = "skipped: " + h.String()
 	}
+}
+
+// TurnedUnhealthyAfter: the node turned unhealthy after pod was created,
+// as far as the node shows (a cordon carries no time and never does).
+func TurnedUnhealthyAfter(h nodehealth.Health, pod *corev1.Pod) bool {
+	return h.Unhealthy() && !h.Since.IsZero() && !h.Since.Before(pod.CreationTimestamp.Time)
 }
 
 // step moves one node with an old agent one step toward the update

@@ -84,8 +84,10 @@ type NodeState struct {
 	// Waiting says why the plan holds back on this node, if it does.
 	Waiting string
 	// Held says why the rollout leaves this node's old agent in place
-	// (partition, rollingUpdate.nodeSelector, paused, a taint).
+	// (partition, rollingUpdate.nodeSelector, paused, a taint, a stage).
 	Held string
+	// labels are the node's, for the stage machine.
+	labels map[string]string
 }
 
 // occupied counts the pods on the node, terminating ones included: a node
@@ -125,11 +127,11 @@ func nodeStates(s Snapshot, managed []*corev1.Pod) []NodeState {
 	// 1000-node plan's time.
 	nodes := slices.Clone(s.Nodes)
 	slices.SortFunc(nodes, func(a, b *corev1.Node) int { return compareStrings(a.Name, b.Name) })
-	spec := eligibility.AgentSpec(&s.Set.Spec.Template.Spec)
+	spec := podtemplate.AgentSpec(s.Set)
 	skip := unhealthyPolicy(s.Set) == nasv1alpha1.UnhealthyNodesSkip
 	states := make([]NodeState, 0, len(nodes))
 	for _, node := range nodes {
-		st := NodeState{Name: node.Name, Exists: true, Eligibility: eligibility.Evaluate(node, spec), Health: nodehealth.Of(node)}
+		st := NodeState{Name: node.Name, Exists: true, Eligibility: eligibility.Evaluate(node, spec), Health: nodehealth.Of(node), labels: node.Labels}
 		st.Active, st.Finished, st.Terminating = split(byNode[node.Name])
 		if skip && st.Health.Unhealthy() {
 			for _, p := range byNode[node.Name] {

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
@@ -18,9 +19,8 @@ import (
 // ContainerResources is what one container of the agent asks for on a
 // node, node overrides applied.
 type ContainerResources struct {
-	Container string            `json:"container"`
-	Requests  map[string]string `json:"requests,omitempty"`
-	Limits    map[string]string `json:"limits,omitempty"`
+	Container        string
+	Requests, Limits map[string]string
 }
 
 // Resources computes the resources of the agent the set's template gives
@@ -78,12 +78,16 @@ func joinQuantities(m map[string]string) string {
 	return strings.Join(parts, ",")
 }
 
-// nodeResources reads node (a node that is gone has no resources to show:
-// nil) and computes the agent's resources there.
+// nodeResources reads node and computes the agent's resources there; nil
+// when the node is gone or the user may not read nodes (status then shows
+// what the pods tell, without resources).
 func nodeResources(ctx context.Context, c client.Client, set *nasv1alpha1.NodeAgentSet, name string) ([]ContainerResources, error) {
 	var node corev1.Node
 	if err := c.Get(ctx, client.ObjectKey{Name: name}, &node); err != nil {
-		return nil, client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading Node %q: %w", name, err)
 	}
 	return Resources(set, &node)
 }

@@ -12,7 +12,13 @@ import (
 	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/util/wait"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -22,8 +28,10 @@ import (
 )
 
 // RestartedAtAnnotation on the template makes `rollout restart` a new
-// revision, as kubectl's kubectl.kubernetes.io/restartedAt does.
-const RestartedAtAnnotation = "nodeagentset.io/restartedAt"
+// revision. It is kubectl's own (kubectl rollout restart stamps it on
+// Deployments, DaemonSets and StatefulSets), so tools that look for it
+// (dashboards, policies) see a restart of a NodeAgentSet the same way.
+const RestartedAtAnnotation = "kubectl.kubernetes.io/restartedAt"
 
 func newRolloutCommand(o *options) *cobra.Command {
 	cmd := &cobra.Command{
@@ -33,19 +41,24 @@ func newRolloutCommand(o *options) *cobra.Command {
 	}
 	cmd.AddCommand(newRolloutStatus(o), newRolloutHistory(o), newRolloutUndo(o),
 		newRolloutPause(o, true), newRolloutPause(o, false), newRolloutRestart(o))
+	cmd.AddCommand(newRolloutVerbs(o)...)
 	return cmd
 }
 
 func newRolloutStatus(o *options) *cobra.Command {
 	var timeout time.Duration
-	watch := true
+	follow := true
 	cmd := &cobra.Command{
 		Use:   "status NAME",
 		Short: "Show the status of the rollout",
-		Long: `Show the status of the rollout, waiting for it to finish unless --watch=false.
+		Long: `Show the status of the rollout, watching the set until it finishes unless
+--watch=false.
 
 Exits 0 once the rollout is complete; non-zero, with the reason, when the
-progress deadline is exceeded or --timeout passes.`,
+progress deadline is exceeded or --timeout passes. With the OnDelete strategy
+nothing replaces an old agent until its pod is deleted: once every node has an
+available agent, status exits non-zero if some still run an old revision,
+saying how many, rather than wait for deletions that may never come.`,
 		Example: `  kubectl nodeagentset rollout status node-exporter -n monitoring --timeout 5m`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -54,21 +67,9 @@ progress deadline is exceeded or --timeout passes.`,
 				return err
 			}
 			bar := isTerminal(o.streams.Out)
-			last := ""
-			check := func() (bool, error) {
-				got := &nasv1alpha1.NodeAgentSet{}
-				if err := c.Get(cmd.Context(), client.ObjectKeyFromObject(set), got); err != nil {
-					return false, err
-				}
-				done, line, err := rolloutState(got)
-				if line != last || bar {
-					o.show(line, bar, done || err != nil)
-					last = line
-				}
-				return done, err
-			}
-			if !watch {
-				_, err := check()
+			if !follow {
+				_, line, err := rolloutState(set)
+				o.show(line, false, true)
 				return err
 			}
 			ctx := cmd.Context()
@@ -77,8 +78,23 @@ progress deadline is exceeded or --timeout passes.`,
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			err = wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(context.Context) (bool, error) { return check() })
-			if errors.Is(err, context.DeadlineExceeded) {
+			last := ""
+			_, err = watchtools.UntilWithSync(ctx, watchOne(c, set), &nasv1alpha1.NodeAgentSet{}, nil, func(ev watch.Event) (bool, error) {
+				if ev.Type == watch.Deleted {
+					return false, fmt.Errorf("%s was deleted", kind(set))
+				}
+				got, ok := ev.Object.(*nasv1alpha1.NodeAgentSet)
+				if !ok {
+					return false, nil
+				}
+				done, line, err := rolloutState(got)
+				if line != last {
+					o.show(line, bar, done || err != nil)
+					last = line
+				}
+				return done, err
+			})
+			if err != nil && ctx.Err() != nil && cmd.Context().Err() == nil {
 				if bar {
 					o.printf("\n")
 				}
@@ -88,8 +104,27 @@ progress deadline is exceeded or --timeout passes.`,
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (0: wait for ever)")
-	cmd.Flags().BoolVarP(&watch, "watch", "w", true, "wait until the rollout finishes")
+	cmd.Flags().BoolVarP(&follow, "watch", "w", true, "watch the set until the rollout finishes")
 	return cmd
+}
+
+// watchOne lists and watches the one set, as kubectl rollout status does
+// (a field selector on its name), so each change is seen as it happens
+// rather than at the next poll.
+func watchOne(c client.WithWatch, set *nasv1alpha1.NodeAgentSet) cache.ListerWatcher {
+	opts := func(raw metav1.ListOptions) *client.ListOptions {
+		return &client.ListOptions{Namespace: set.Namespace, Raw: &raw,
+			FieldSelector: fields.OneTermEqualSelector("metadata.name", set.Name)}
+	}
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, raw metav1.ListOptions) (runtime.Object, error) {
+			list := &nasv1alpha1.NodeAgentSetList{}
+			return list, c.List(ctx, list, opts(raw))
+		},
+		WatchFuncWithContext: func(ctx context.Context, raw metav1.ListOptions) (watch.Interface, error) {
+			return c.Watch(ctx, &nasv1alpha1.NodeAgentSetList{}, opts(raw))
+		},
+	}
 }
 
 // rolloutState says whether the rollout is done, a line about it, and an
@@ -103,13 +138,27 @@ func rolloutState(set *nasv1alpha1.NodeAgentSet) (bool, string, error) {
 		return false, "", fmt.Errorf("rollout of %s failed: %s: %s", kind(set), c.Reason, c.Message)
 	}
 	if c := meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionReconciling); c != nil && c.Status == "False" && c.Reason == "Complete" {
+		// With OnDelete the controller is done once every node has an
+		// available agent, old or new; only a person deleting pods moves
+		// the rest, so waiting for them could last for ever.
+		if old := st.DesiredNumberScheduled - st.UpdatedNumberScheduled; set.Spec.UpdateStrategy.Type == nasv1alpha1.OnDeleteStrategy && old > 0 {
+			return false, "", fmt.Errorf("%s uses the OnDelete strategy: %d of %d nodes still run an old revision; delete their pods to update them",
+				kind(set), old, st.DesiredNumberScheduled)
+		}
 		return true, fmt.Sprintf("%s successfully rolled out (%d nodes)", kind(set), st.DesiredNumberScheduled), nil
+	}
+	if set.Spec.Suspend {
+		return false, fmt.Sprintf("Waiting for %s rollout: suspended (spec.suspend), no agent runs...", kind(set)), nil
 	}
 	if ru := set.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.Paused {
 		return false, fmt.Sprintf("Waiting for %s rollout: paused (%d of %d nodes updated)...", kind(set), st.UpdatedNumberScheduled, st.DesiredNumberScheduled), nil
 	}
-	return false, fmt.Sprintf("Waiting for %s rollout to finish: %d of %d nodes updated, %d available...",
-		kind(set), st.UpdatedNumberScheduled, st.DesiredNumberScheduled, st.NumberAvailable), nil
+	stage := ""
+	if line := stageLine(set, time.Now()); line != "" {
+		stage = " (" + line + ")"
+	}
+	return false, fmt.Sprintf("Waiting for %s rollout to finish: %d of %d nodes updated, %d available%s...",
+		kind(set), st.UpdatedNumberScheduled, st.DesiredNumberScheduled, st.NumberAvailable, stage), nil
 }
 
 // show prints a progress line: redrawn in place on a terminal, one line per
@@ -139,19 +188,27 @@ func isTerminal(w any) bool {
 
 func newRolloutHistory(o *options) *cobra.Command {
 	var number, diffWith int64
-	var output string
+	var output *outputFlags
 	cmd := &cobra.Command{
 		Use:   "history NAME",
 		Short: "Show the revisions of a NodeAgentSet",
 		Long: `Show the revisions of a NodeAgentSet with their change cause (the set's
 kubernetes.io/change-cause annotation when the revision was made), one
 revision's pod template with --revision, or the difference between two with
---revision N --diff-with M.`,
+--revision N --diff-with M.
+
+-o name, json, yaml, jsonpath=... and go-template=... print the set as it was
+at each revision (or at the one --revision names): the NodeAgentSet with that
+revision's pod template, as kubectl rollout history does for a DaemonSet.`,
 		Example: `  kubectl nodeagentset rollout history node-exporter
   kubectl nodeagentset rollout history node-exporter --revision 3
-  kubectl nodeagentset rollout history node-exporter --revision 3 --diff-with 2`,
+  kubectl nodeagentset rollout history node-exporter --revision 3 --diff-with 2
+  kubectl nodeagentset rollout history node-exporter --revision 3 -o jsonpath='{.spec.template.spec.containers[0].image}'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !output.table() {
+				return o.printRevisions(cmd, args[0], number, output)
+			}
 			c, set, err := o.getSet(cmd, args[0])
 			if err != nil {
 				return err
@@ -161,22 +218,11 @@ revision's pod template with --revision, or the difference between two with
 				return err
 			}
 			if number == 0 {
-				type entry struct {
-					Revision    int64  `json:"revision"`
-					Name        string `json:"name"`
-					ChangeCause string `json:"changeCause,omitempty"`
-				}
-				var entries []entry
+				o.printf("%s\nREVISION  CHANGE-CAUSE\n", kind(set))
 				for _, cr := range revs {
-					entries = append(entries, entry{cr.Revision, cr.Name, cr.Annotations[revision.ChangeCauseAnnotation]})
+					o.printf("%-9d %s\n", cr.Revision, cmp.Or(cr.Annotations[revision.ChangeCauseAnnotation], "<none>"))
 				}
-				return printAs(o.streams.Out, output, entries, func() error {
-					o.printf("%s\nREVISION  CHANGE-CAUSE\n", kind(set))
-					for _, e := range entries {
-						o.printf("%-9d %s\n", e.Revision, cmp.Or(e.ChangeCause, "<none>"))
-					}
-					return nil
-				})
+				return nil
 			}
 			text, err := templateYAML(revs, number)
 			if err != nil {
@@ -196,8 +242,56 @@ revision's pod template with --revision, or the difference between two with
 	}
 	cmd.Flags().Int64Var(&number, "revision", 0, "show this revision's pod template")
 	cmd.Flags().Int64Var(&diffWith, "diff-with", 0, "with --revision: show the difference from this revision")
-	cmd.Flags().StringVarP(&output, "output", "o", "", "output format of the list: json or yaml (default: a table)")
+	output = addOutputFlags(cmd)
 	return cmd
+}
+
+// printRevisions prints, oldest first, the set as it was at each revision
+// (or at the one numbered): its object with that revision's pod template,
+// which is what kubectl rollout history -o prints for a DaemonSet, and a
+// manifest that would roll the set back if applied.
+func (o *options) printRevisions(cmd *cobra.Command, name string, number int64, output *outputFlags) error {
+	printer, err := output.printer()
+	if err != nil {
+		return err
+	}
+	c, set, err := o.getSet(cmd, name)
+	if err != nil {
+		return err
+	}
+	revs, err := history(cmd.Context(), c, set)
+	if err != nil {
+		return err
+	}
+	if number != 0 {
+		cr, err := findRevision(revs, number)
+		if err != nil {
+			return err
+		}
+		revs = []*appsv1.ControllerRevision{cr}
+	}
+	current, err := unstructuredSet(cmd, c, client.ObjectKeyFromObject(set))
+	if err != nil {
+		return err
+	}
+	for _, cr := range revs {
+		t, err := revision.Decode(cr)
+		if err != nil {
+			return err
+		}
+		template, err := runtime.DefaultUnstructuredConverter.ToUnstructured(t)
+		if err != nil {
+			return err
+		}
+		at := current.DeepCopy()
+		if err := unstructured.SetNestedField(at.Object, template, "spec", "template"); err != nil {
+			return err
+		}
+		if err := printer.PrintObj(at, o.streams.Out); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func findRevision(revs []*appsv1.ControllerRevision, number int64) (*appsv1.ControllerRevision, error) {
@@ -285,6 +379,11 @@ revision (same hash), so agents already running it are not restarted.`,
 			if err != nil {
 				return err
 			}
+			if alreadyAt(set, target) {
+				// kubectl's words for a DaemonSet already at that revision.
+				o.printf("%s skipped rollback (current template already matches revision %d)\n", kind(set), target.Revision)
+				return nil
+			}
 			err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 				got := &nasv1alpha1.NodeAgentSet{}
 				if err := c.Get(cmd.Context(), client.ObjectKeyFromObject(set), got); err != nil {
@@ -311,6 +410,14 @@ revision (same hash), so agents already running it are not restarted.`,
 func restore(set *nasv1alpha1.NodeAgentSet, spec *revision.Spec) {
 	set.Spec.Template = spec.Template
 	set.Spec.NodeOverrides = spec.NodeOverrides
+}
+
+// alreadyAt tells whether set's template and node overrides are what
+// revision cr holds. The template alone is not enough: undoing a change of
+// overrides alone would be skipped as done.
+func alreadyAt(set *nasv1alpha1.NodeAgentSet, cr *appsv1.ControllerRevision) bool {
+	current, err := revision.EncodeSpec(revision.SpecOf(set))
+	return err == nil && revision.Holds(cr, current)
 }
 
 // undoTarget picks the revision to roll back to; revs are oldest first.
@@ -356,15 +463,16 @@ func newRolloutRestart(o *options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "restart NAME",
 		Short: "Restart every agent, as a rollout within the set's budgets",
-		Long: `Restart every agent by stamping the pod template with a restartedAt
-annotation: a new revision, rolled out like any other.`,
+		Long: `Restart every agent by stamping the pod template with kubectl's
+kubectl.kubernetes.io/restartedAt annotation (the time, RFC 3339): a new
+revision, rolled out like any other.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.mutate(cmd, args[0], "restarted", func(s *nasv1alpha1.NodeAgentSet) error {
 				if s.Spec.Template.Annotations == nil {
 					s.Spec.Template.Annotations = map[string]string{}
 				}
-				s.Spec.Template.Annotations[RestartedAtAnnotation] = time.Now().UTC().Format(time.RFC3339)
+				s.Spec.Template.Annotations[RestartedAtAnnotation] = time.Now().Format(time.RFC3339) // as kubectl writes it
 				return nil
 			})
 		},

@@ -5,9 +5,7 @@
 package plugin
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -16,7 +14,6 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 )
@@ -49,7 +46,7 @@ for NodeAgentSets, and shows, node by node, why a node runs no agent.`,
 }
 
 // client connects with the kubectl flags (--kubeconfig, --context, ...).
-func (o *options) client() (client.Client, string, error) {
+func (o *options) client() (client.WithWatch, string, error) {
 	cfg, err := o.flags.ToRESTConfig()
 	if err != nil {
 		return nil, "", err
@@ -58,14 +55,20 @@ func (o *options) client() (client.Client, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(nasv1alpha1.AddToScheme(scheme))
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
 	return c, ns, err
 }
 
-func (o *options) getSet(cmd *cobra.Command, name string) (client.Client, *nasv1alpha1.NodeAgentSet, error) {
+// scheme knows the types the plugin reads; printers use it to set an
+// object's apiVersion and kind, as kubectl's do.
+var scheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(nasv1alpha1.AddToScheme(s))
+	return s
+}()
+
+func (o *options) getSet(cmd *cobra.Command, name string) (client.WithWatch, *nasv1alpha1.NodeAgentSet, error) {
 	c, ns, err := o.client()
 	if err != nil {
 		return nil, nil, err
@@ -83,26 +86,3 @@ func (o *options) printf(format string, args ...any) {
 
 // kind is how the plugin names a set in messages, as kubectl does.
 func kind(set *nasv1alpha1.NodeAgentSet) string { return "nodeagentset.nodeagentset.io/" + set.Name }
-
-// printAs writes v as JSON or YAML, or calls table for the default format.
-func printAs(w io.Writer, format string, v any, table func() error) error {
-	switch format {
-	case "":
-		return table()
-	case "json":
-		b, err := json.MarshalIndent(v, "", "    ")
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
-		return err
-	case "yaml":
-		b, err := yaml.Marshal(v)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
-	}
-	return fmt.Errorf("unknown output format %q: use json or yaml", format)
-}

@@ -31,6 +31,16 @@ func TestUndoRestoresTheNodeOverridesOfTheRevision(t *testing.T) {
 	set.Spec.Template.Spec.Containers[0].Image = "a:2"
 	set.Spec.NodeOverrides = nil
 
+	if alreadyAt(set, first) {
+		t.Fatal("a set with another image and overrides counts as already at revision 1")
+	}
+	// Only the overrides differ: still not at revision 1 (undo must not
+	// skip it as done).
+	set.Spec.Template.Spec.Containers[0].Image = "a:1"
+	if alreadyAt(set, first) {
+		t.Fatal("a set without revision 1's overrides counts as already at revision 1")
+	}
+
 	spec, err := revision.DecodeSpec(first)
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +50,7 @@ func TestUndoRestoresTheNodeOverridesOfTheRevision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if revision.FindEqual([]*appsv1.ControllerRevision{first}, now) == nil {
+	if revision.FindEqual([]*appsv1.ControllerRevision{first}, now) == nil || !alreadyAt(set, first) {
 		t.Errorf("after undo the set is not revision 1 again: overrides %+v, image %s",
 			set.Spec.NodeOverrides, set.Spec.Template.Spec.Containers[0].Image)
 	}

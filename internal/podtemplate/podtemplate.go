@@ -46,7 +46,7 @@ func Build(set *nasv1alpha1.NodeAgentSet, template *corev1.PodTemplateSpec, hash
 		},
 		Spec: t.Spec,
 	}
-	pod.Spec.Tolerations = eligibility.WithDefaultTolerations(&pod.Spec)
+	pod.Spec.Tolerations = tolerations(set, &pod.Spec)
 	pin(&pod.Spec, node)
 	if UpdatesInPlace(set) {
 		// Readiness gates cannot be added to a running pod, so every pod
@@ -64,6 +64,27 @@ func Build(set *nasv1alpha1.NodeAgentSet, template *corev1.PodTemplateSpec, hash
 func UpdatesInPlace(set *nasv1alpha1.NodeAgentSet) bool {
 	ru := set.Spec.UpdateStrategy.RollingUpdate
 	return ru != nil && ru.PodUpdatePolicy == nasv1alpha1.InPlaceIfPossiblePodUpdate
+}
+
+// AgentSpec is the pod spec eligibility judges for set: its template's
+// spec with the tolerations Build adds. It shares everything else with
+// the template and must not be modified.
+func AgentSpec(set *nasv1alpha1.NodeAgentSet) *corev1.PodSpec {
+	s := set.Spec.Template.Spec
+	s.Tolerations = tolerations(set, &set.Spec.Template.Spec)
+	return &s
+}
+
+// tolerations are spec's own, DaemonSet's defaults, and the set's startup
+// taint: a node registered with it must get the agent that lifts it.
+// (Not part of the revision, as the defaults are not: changing the startup
+// taint restarts no agent.)
+func tolerations(set *nasv1alpha1.NodeAgentSet, spec *corev1.PodSpec) []corev1.Toleration {
+	ts := eligibility.WithDefaultTolerations(spec)
+	if st := set.Spec.StartupTaint; st != nil {
+		ts = append(ts, corev1.Toleration{Key: st.Key, Operator: corev1.TolerationOpExists, Effect: st.Effect})
+	}
+	return ts
 }
 
 // pin replaces the pod's required node affinity with one term selecting

@@ -5,6 +5,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 )
@@ -35,5 +36,33 @@ func TestBuildPinsLabelsAndOwns(t *testing.T) {
 	}
 	if len(tmpl.Labels) != 1 || len(tmpl.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[0].MatchExpressions) != 1 {
 		t.Error("Build modified the template")
+	}
+}
+
+// The agent tolerates its set's startup taint (any value), as eligibility
+// judges it; the template is left alone.
+func TestAgentToleratesTheStartupTaint(t *testing.T) {
+	set := &nasv1alpha1.NodeAgentSet{ObjectMeta: metav1.ObjectMeta{Name: "agent", Namespace: "ns"}}
+	set.Spec.Template.Spec.Tolerations = []corev1.Toleration{{Key: "own", Operator: corev1.TolerationOpExists}}
+	set.Spec.StartupTaint = &nasv1alpha1.StartupTaint{Key: "example.com/agent-not-ready", Effect: corev1.TaintEffectNoExecute}
+	taint := corev1.Taint{Key: "example.com/agent-not-ready", Value: "anything", Effect: corev1.TaintEffectNoExecute}
+	tolerates := func(ts []corev1.Toleration) bool {
+		for _, tol := range ts {
+			if tol.ToleratesTaint(klog.Background(), &taint, false) {
+				return true
+			}
+		}
+		return false
+	}
+	pod := Build(set, &set.Spec.Template, "h", "n")
+	if !tolerates(pod.Spec.Tolerations) || !tolerates(AgentSpec(set).Tolerations) {
+		t.Errorf("tolerations %+v do not tolerate %+v", pod.Spec.Tolerations, taint)
+	}
+	if len(set.Spec.Template.Spec.Tolerations) != 1 {
+		t.Errorf("the template was modified: %+v", set.Spec.Template.Spec.Tolerations)
+	}
+	set.Spec.StartupTaint = nil
+	if tolerates(Build(set, &set.Spec.Template, "h", "n").Spec.Tolerations) {
+		t.Error("tolerated without spec.startupTaint")
 	}
 }

@@ -5,14 +5,19 @@ package status
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/plan"
+	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
+	"github.com/nodeagentset/nodeagentset/internal/stages"
 )
 
 // Input is what status is computed from.
@@ -26,6 +31,8 @@ type Input struct {
 	Now            time.Time
 	// PodFailure is the API server's refusal from this pass, if any.
 	PodFailure error
+	// StartupTaint is what became of spec.startupTaint in this pass.
+	StartupTaint TaintResult
 }
 
 // Counts are the per-node tallies of a plan.
@@ -43,6 +50,9 @@ type Counts struct {
 	Unhealthy, Skipped int32
 	// Pending counts pods the plan still creates or deletes.
 	Pending int
+	// Pods counts the set's pods on every node, terminating and finished
+	// ones included.
+	Pods int
 	// NextAvailable is the earliest moment a Ready pod becomes available.
 	NextAvailable time.Time
 }
@@ -53,6 +63,7 @@ type Counts struct {
 func Count(p plan.Plan, updateHash string, minReady time.Duration, now time.Time) Counts {
 	var c Counts
 	for _, st := range p.Nodes {
+		c.Pods += len(st.Active) + len(st.Finished) + st.Terminating
 		scheduled := len(st.Active) > 0
 		if !st.Eligibility.ShouldRun {
 			if scheduled {
@@ -82,24 +93,35 @@ func Count(p plan.Plan, updateHash string, minReady time.Duration, now time.Time
 		// of the update revision, so a surge agent that has not replaced
 		// the old one yet (or never can, say on a taken host port) is
 		// not counted.
-		updated := st.New != nil && st.Old == nil
-		c.Outdated += b2i(st.Old != nil && !settledHold(st.Held))
+		update, other := byRevision(st, updateHash)
+		updated := update != nil && other == nil
+		c.Outdated += b2i(other != nil && !settledHold(st.Held))
 		c.Ready += b2i(ready)
 		c.Available += b2i(available)
 		c.Updated += b2i(updated)
-		newAvailable := updated && plan.PodAvailable(st.New, minReady, now)
+		newAvailable := updated && plan.PodAvailable(update, minReady, now)
 		// A skipped unhealthy node needs nothing now: it is replaced once
 		// the node is healthy again.
-		c.Settled += b2i(newAvailable && st.Old == nil || available && !updated && settledHold(st.Held) || st.Skipped != "")
+		c.Settled += b2i(newAvailable || available && !updated && settledHold(st.Held) || st.Skipped != "")
 	}
 	c.Pending = len(p.Creates) + len(p.Deletes)
 	return c
 }
 
 // settledHold: the rollout leaves this node's old agent by design, not
-// because it is paused or waiting.
+// because it is paused or waiting for a stage of a staged rollout.
 func settledHold(held string) bool {
-	return held != "" && held != plan.HeldPaused
+	return held != "" && held != plan.HeldPaused && !strings.HasPrefix(held, stages.Hold)
+}
+
+// byRevision returns the node's agent of the update revision and its
+// other one. The plan's New is the agent of the revision it works toward,
+// which is the current revision while a staged rollout's check has failed.
+func byRevision(st plan.NodeState, updateHash string) (update, other *corev1.Pod) {
+	if st.New != nil && podtemplate.Hash(st.New) != updateHash || st.Old != nil && podtemplate.Hash(st.Old) == updateHash {
+		return st.Old, st.New
+	}
+	return st.New, st.Old
 }
 
 // Compute returns the set's new status, and the next moment time alone
@@ -126,11 +148,13 @@ func Compute(in Input) (nasv1alpha1.NodeAgentSetStatus, time.Time) {
 	}
 	// Complete: nothing left to do. NoSchedule-tainted nodes that keep an
 	// agent count as misscheduled (as in DaemonSet) but need no action.
-	complete := c.Settled == c.Desired && c.Pending == 0
+	complete := c.Settled == c.Desired && c.Pending == 0 && !in.Plan.Stage.Failed
 	if complete && c.Updated == c.Desired || st.CurrentRevision == "" {
 		st.CurrentRevision = in.UpdateRevision
 	}
+	st.Rollout = in.Plan.Stage.Status
 	setConditions(&st, c, complete, in)
+	healthCheckFailed(&st, in)
 	wake := c.NextAvailable
 	if d := ProgressDeadline(set, st); !d.IsZero() && (wake.IsZero() || d.Before(wake)) {
 		wake = d
@@ -148,14 +172,26 @@ func setConditions(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, 
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: status, Reason: reason,
 			Message: message, ObservedGeneration: gen, LastTransitionTime: metav1.NewTime(in.Now)})
 	}
-	if c.Available == c.Desired {
+	suspendedCondition(set, c, in.Set)
+	startupTaintCondition(st, set, in.Set, in.StartupTaint)
+	switch {
+	case in.Set.Spec.Suspend:
+		set(nasv1alpha1.ConditionAvailable, false, "Suspended", "the set is suspended (spec.suspend): no agent runs")
+	case c.Available == c.Desired:
 		set(nasv1alpha1.ConditionAvailable, true, "AllNodesAvailable",
 			fmt.Sprintf("%d of %d desired nodes have an available agent", c.Available, c.Desired))
-	} else {
+	default:
 		set(nasv1alpha1.ConditionAvailable, false, "NodesUnavailable",
 			fmt.Sprintf("%d of %d desired nodes have no available agent", c.Desired-c.Available, c.Desired))
 	}
 	switch {
+	case in.Set.Spec.Suspend && (c.Pods > 0 || c.Pending > 0):
+		set(nasv1alpha1.ConditionReconciling, true, "Suspending",
+			fmt.Sprintf("suspended: %d agent pods left to remove", c.Pods))
+	case in.Set.Spec.Suspend:
+		// Settled: what the spec asks for is done, so generic tools
+		// (kstatus) read Current.
+		set(nasv1alpha1.ConditionReconciling, false, "Suspended", "suspended: no agent pod is left")
 	case complete:
 		set(nasv1alpha1.ConditionReconciling, false, "Complete",
 			fmt.Sprintf("%d desired nodes settled on revision %s (%d updated)%s", c.Desired, in.UpdateRevision, c.Updated, skippedNote(c)))
@@ -177,6 +213,20 @@ func setConditions(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, 
 	}
 }
 
+// suspendedCondition says whether the set is suspended: True while it is,
+// False (Resumed) once it no longer is; absent on a set never suspended.
+func suspendedCondition(set func(string, bool, string, string), c Counts, nas *nasv1alpha1.NodeAgentSet) {
+	switch {
+	case nas.Spec.Suspend && c.Pods == 0:
+		set(nasv1alpha1.ConditionSuspended, true, "Suspended", "spec.suspend is true: every agent pod was removed")
+	case nas.Spec.Suspend:
+		set(nasv1alpha1.ConditionSuspended, true, "Suspended",
+			fmt.Sprintf("spec.suspend is true: %d agent pods left to remove", c.Pods))
+	case meta.FindStatusCondition(nas.Status.Conditions, nasv1alpha1.ConditionSuspended) != nil:
+		set(nasv1alpha1.ConditionSuspended, false, "Resumed", "spec.suspend is false: agents are placed on every eligible node")
+	}
+}
+
 // progress keeps the Progressing condition, whose lastTransitionTime is
 // the last time the rollout made progress (more nodes updated or
 // available, or a new revision), and reports a rollout with no progress for
@@ -187,7 +237,7 @@ func progress(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, in In
 	prev := in.Set.Status
 	now := metav1.NewTime(in.Now)
 	moved := prev.UpdateRevision != st.UpdateRevision || st.UpdatedNumberScheduled > prev.UpdatedNumberScheduled ||
-		st.NumberAvailable > prev.NumberAvailable
+		st.NumberAvailable > prev.NumberAvailable || waitingByDesign(in.Plan.Stage.Status)
 	cond := meta.FindStatusCondition(st.Conditions, nasv1alpha1.ConditionProgressing)
 	mark := func(status metav1.ConditionStatus, reason, message string, at metav1.Time) {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: nasv1alpha1.ConditionProgressing, Status: status,
@@ -196,6 +246,9 @@ func progress(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, in In
 	}
 	stalled := false
 	switch {
+	case in.Set.Spec.Suspend:
+		mark(metav1.ConditionUnknown, "Suspended", "the set is suspended; no rollout runs and no progress deadline applies",
+			keepOr(cond, metav1.ConditionUnknown, now))
 	case complete:
 		mark(metav1.ConditionTrue, "RolloutComplete", "the rollout is complete", keepOr(cond, metav1.ConditionTrue, now))
 	case rolledOut(prev, *st, c):
@@ -205,7 +258,8 @@ func progress(st *nasv1alpha1.NodeAgentSetStatus, c Counts, complete bool, in In
 		mark(metav1.ConditionTrue, "RolloutComplete", "the rollout is complete", cond.LastTransitionTime)
 	case paused(in.Set):
 		mark(metav1.ConditionUnknown, "Paused", "the rollout is paused; no progress deadline applies", keepOr(cond, metav1.ConditionUnknown, now))
-	case moved || cond == nil || cond.Reason == "RolloutComplete" || cond.Reason == "Paused":
+	case moved || cond == nil || cond.Reason == "RolloutComplete" || cond.Reason == "Paused" || cond.Reason == "Suspended" ||
+		cond.Reason == ReasonHealthCheckFailed:
 		mark(metav1.ConditionTrue, "RollingOut", reconcilingMessage(c), now)
 	case deadline(in.Set) > 0 && in.Now.Sub(cond.LastTransitionTime.Time) >= deadline(in.Set):
 		stalled = true
@@ -302,7 +356,7 @@ func b2i(b bool) int32 {
 func Significant(cur, next nasv1alpha1.NodeAgentSetStatus) bool {
 	if cur.ObservedGeneration != next.ObservedGeneration ||
 		cur.CurrentRevision != next.CurrentRevision || cur.UpdateRevision != next.UpdateRevision ||
-		!ptr.Equal(cur.CollisionCount, next.CollisionCount) ||
+		!ptr.Equal(cur.CollisionCount, next.CollisionCount) || !equality.Semantic.DeepEqual(cur.Rollout, next.Rollout) ||
 		len(cur.Conditions) != len(next.Conditions) {
 		return true
 	}

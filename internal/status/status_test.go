@@ -52,7 +52,7 @@ func TestCountFollowsDaemonSet(t *testing.T) {
 		node("ineligible-empty", false, false),
 	}}
 	c := Count(p, "new", 10*time.Second, now)
-	want := Counts{Desired: 4, Current: 3, Misscheduled: 1, Ready: 3, Available: 2, Updated: 2, Settled: 1, Outdated: 1, NextAvailable: now.Add(5 * time.Second)}
+	want := Counts{Desired: 4, Current: 3, Misscheduled: 1, Ready: 3, Available: 2, Updated: 2, Settled: 1, Outdated: 1, Pods: 4, NextAvailable: now.Add(5 * time.Second)}
 	if c != want {
 		t.Errorf("Count = %+v\nwant    %+v", c, want)
 	}

@@ -21,7 +21,9 @@ type Write struct {
 	Resource string
 	// Subresource is empty for the object itself ("status", "binding", ...).
 	Subresource string
-	Code        int32
+	// Name is the object's name (empty for a create with generateName).
+	Name string
+	Code int32
 	// At is when the API server finished the request.
 	At time.Time
 }
@@ -67,6 +69,7 @@ func (c *Cluster) WritesFrom(offset int64) ([]Write, int64, error) {
 			ObjectRef *struct {
 				Resource    string `json:"resource"`
 				Subresource string `json:"subresource"`
+				Name        string `json:"name"`
 			} `json:"objectRef"`
 			ResponseStatus *struct {
 				Code int32 `json:"code"`
@@ -81,7 +84,7 @@ func (c *Cluster) WritesFrom(offset int64) ([]Write, int64, error) {
 		}
 		w := Write{User: e.User.Username, Verb: e.Verb, At: e.At}
 		if e.ObjectRef != nil {
-			w.Resource, w.Subresource = e.ObjectRef.Resource, e.ObjectRef.Subresource
+			w.Resource, w.Subresource, w.Name = e.ObjectRef.Resource, e.ObjectRef.Subresource, e.ObjectRef.Name
 		}
 		if e.ResponseStatus != nil {
 			w.Code = e.ResponseStatus.Code

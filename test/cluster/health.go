@@ -22,7 +22,7 @@ import (
 // not notice a removed annotation otherwise.
 func (c *Cluster) KillNodes(ctx context.Context, names ...string) error {
 	for _, name := range names {
-		if err := c.annotateFake(ctx, name, false); err != nil {
+		if err := c.updateNode(ctx, name, func(n *corev1.Node) { delete(n.Annotations, FakeNodeAnnotation) }); err != nil {
 			return err
 		}
 	}
@@ -77,16 +77,6 @@ func (c *Cluster) RestartKwok() error {
 		return err
 	}
 	return c.startKwok()
-}
-
-func (c *Cluster) annotateFake(ctx context.Context, name string, fake bool) error {
-	return c.updateNode(ctx, name, func(n *corev1.Node) {
-		if fake {
-			n.Annotations[FakeNodeAnnotation] = "fake"
-		} else {
-			delete(n.Annotations, FakeNodeAnnotation)
-		}
-	})
 }
 
 func (c *Cluster) updateNode(ctx context.Context, name string, mutate func(*corev1.Node)) error {

@@ -36,3 +36,21 @@ func StartForTest(t testing.TB, opts Options) *Cluster {
 	})
 	return c
 }
+
+// Golden compares got with the file at path; UPDATE_GOLDEN=1 rewrites the
+// file instead, for a change of output meant to be reviewed as a diff.
+func Golden(t testing.TB, path, got string) {
+	t.Helper()
+	if os.Getenv("UPDATE_GOLDEN") != "" {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s:\n--- want\n%s--- got\n%s", filepath.Base(path), want, got)
+	}
+}

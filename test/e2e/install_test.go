@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -71,6 +73,11 @@ func TestHelmChartLintsAndRefusesBadValues(t *testing.T) {
 		"image:\n  pullPolicy: Sometimes":   "/image/pullPolicy",
 		"podDisruptionBudget:\n  on: true":  "on",
 		"leaderElection:\n  enabled: \"y\"": "/leaderElection/enabled",
+		// Two active managers would create duplicate agent pods.
+		"replicaCount: 2\nleaderElection:\n  enabled: false":                  "/replicaCount",
+		"leaderElection:\n  leaseDuration: 15":                                "/leaderElection/leaseDuration",
+		"extraArgs: [leader-elect]":                                           "/extraArgs/0",
+		"metrics:\n  serviceMonitor:\n    tls:\n      ca: {secret: {nam: x}}": "nam",
 	}
 	for values, want := range bad {
 		file := filepath.Join(t.TempDir(), "values.yaml")
@@ -81,6 +88,151 @@ func TestHelmChartLintsAndRefusesBadValues(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("values %q: got %v, want a schema error naming %q", values, err, want)
 		}
+	}
+}
+
+// The template refuses what the schema cannot say, with a message saying
+// why; the schema is skipped here so the template's own check is what runs.
+func TestHelmChartTemplateRefusesUnsafeCombinations(t *testing.T) {
+	bad := map[string][]string{
+		"replicaCount is 3 with leaderElection.enabled=false": {"replicaCount=3,leaderElection.enabled=false"},
+		"below gracefulShutdownTimeoutSeconds (30)":           {"terminationGracePeriodSeconds=20"},
+		"needs a CA to verify the endpoint":                   {"metrics.serviceMonitor.enabled=true"},
+		"but metrics.certSecret is not":                       {"metrics.serviceMonitor.enabled=true,metrics.serviceMonitor.tls.ca.secret.name=ca"},
+	}
+	for want, set := range bad {
+		_, err := run(t, nil, nil, "helm", "template", "x", chart, "--skip-schema-validation", "--set", set[0])
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("--set %s: got %v, want an error saying %q", set[0], err, want)
+		}
+	}
+	// One replica without leader election is fine.
+	mustRun(t, nil, nil, "helm", "template", "x", chart, "--set", "replicaCount=1,leaderElection.enabled=false")
+}
+
+// knobValues sets every operator knob of the chart at once.
+const knobValues = `global: {imageRegistry: registry.example}
+nameOverride: agents
+image: {digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}
+imagePullSecrets: [{name: regcred}]
+leaderElection: {leaseDuration: 30s, renewDeadline: 20s, retryPeriod: 5s}
+gracefulShutdownTimeoutSeconds: 60
+extraArgs: [--zap-encoder=json]
+env: [{name: GOMEMLIMIT, value: 200MiB}]
+podSecurityContext: {runAsNonRoot: true, runAsUser: 65532, fsGroup: 65532, seccompProfile: {type: RuntimeDefault}}
+securityContext: {readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+priorityClassName: system-cluster-critical
+podAnnotations: {example.com/note: knobs}
+podLabels: {team: platform}
+topologySpreadConstraints:
+- {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway, labelSelector: {matchLabels: {app.kubernetes.io/name: agents}}}
+metrics:
+  certSecret: metrics-tls
+  serviceMonitor: {enabled: true, tls: {ca: {configMap: {name: metrics-ca}}}}
+`
+
+func writeTemp(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestHelmChartRendersTheKnobs renders the chart with every operator knob
+// set and reads the objects back; the manager's own flag parser must take
+// the rendered arguments.
+func TestHelmChartRendersTheKnobs(t *testing.T) {
+	out := mustRun(t, nil, nil, "helm", "template", "rel", chart, "-n", "ops", "-f", writeTemp(t, "values.yaml", knobValues))
+	var d *appsv1.Deployment
+	var sm *unstructured.Unstructured
+	for _, doc := range strings.Split(string(out), "\n---\n") {
+		var meta metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatal(err)
+		}
+		switch meta.Kind {
+		case "Deployment":
+			d = &appsv1.Deployment{}
+			err := yaml.UnmarshalStrict([]byte(doc), d)
+			if err != nil {
+				t.Fatal(err)
+			}
+		case "ServiceMonitor":
+			sm = &unstructured.Unstructured{}
+			if err := yaml.Unmarshal([]byte(doc), &sm.Object); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if d == nil || sm == nil {
+		t.Fatalf("want a Deployment and a ServiceMonitor in:\n%s", out)
+	}
+	pod := d.Spec.Template.Spec
+	c := pod.Containers[0]
+	args := strings.Join(c.Args, " ")
+	checks := map[string]bool{
+		"name from nameOverride":           d.Name == "rel-agents",
+		"image by digest":                  c.Image == "ghcr.io/nodeagentset/manager@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+		"pull secret":                      len(pod.ImagePullSecrets) == 1 && pod.ImagePullSecrets[0].Name == "regcred",
+		"lease timings":                    strings.Contains(args, "--leader-election-lease-duration=30s --leader-election-renew-deadline=20s --leader-election-retry-period=5s"),
+		"shutdown timeout":                 strings.Contains(args, "--graceful-shutdown-timeout=60s"),
+		"grace above the shutdown timeout": pod.TerminationGracePeriodSeconds != nil && *pod.TerminationGracePeriodSeconds == 70,
+		"extra args last":                  c.Args[len(c.Args)-1] == "--zap-encoder=json",
+		"env":                              len(c.Env) == 1 && c.Env[0].Name == "GOMEMLIMIT",
+		"pod security context":             pod.SecurityContext != nil && pod.SecurityContext.FSGroup != nil && *pod.SecurityContext.FSGroup == 65532,
+		"container security context":       c.SecurityContext != nil && c.SecurityContext.ReadOnlyRootFilesystem != nil && *c.SecurityContext.ReadOnlyRootFilesystem,
+		"priority class":                   pod.PriorityClassName == "system-cluster-critical",
+		"pod labels and annotations":       d.Spec.Template.Labels["team"] == "platform" && d.Spec.Template.Annotations["example.com/note"] == "knobs",
+		"host spread and the extra one":    len(pod.TopologySpreadConstraints) == 2 && pod.TopologySpreadConstraints[0].TopologyKey == "kubernetes.io/hostname",
+		"serving cert mounted":             strings.Contains(args, "--metrics-cert-dir=/var/run/metrics-cert") && len(pod.Volumes) == 1 && pod.Volumes[0].Secret.SecretName == "metrics-tls",
+	}
+	endpoints, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+	if len(endpoints) == 1 {
+		cfg, _, _ := unstructured.NestedMap(endpoints[0].(map[string]any), "tlsConfig")
+		ca, _, _ := unstructured.NestedStringMap(cfg, "ca", "configMap")
+		checks["ServiceMonitor CA from the ConfigMap"] = ca["name"] == "metrics-ca" && ca["key"] == "ca.crt"
+		checks["ServiceMonitor serverName is the Service's"] = cfg["serverName"] == "rel-agents-metrics.ops.svc"
+		_, skip := cfg["insecureSkipVerify"]
+		checks["ServiceMonitor verifies"] = !skip
+	} else {
+		checks["one ServiceMonitor endpoint"] = false
+	}
+	for what, ok := range checks {
+		if !ok {
+			t.Errorf("%s: not as set", what)
+		}
+	}
+	// The flags exist and parse: the manager stops at --help, after them.
+	if out, err := exec.CommandContext(t.Context(), managerBinary, append(c.Args, "--help")...).CombinedOutput(); err != nil {
+		t.Errorf("the manager refuses the rendered arguments: %v\n%s", err, out)
+	}
+	if t.Failed() {
+		t.Logf("rendered:\n%s", out)
+	}
+}
+
+// TestHelmChartWorksAsSubchart: a parent chart passes global values, which
+// Helm hands to every subchart, and sets the subchart's own.
+func TestHelmChartWorksAsSubchart(t *testing.T) {
+	parent := t.TempDir()
+	if err := os.CopyFS(filepath.Join(parent, "charts", "nodeagentset"), os.DirFS(chart)); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"Chart.yaml":  "apiVersion: v2\nname: platform\nversion: 1.0.0\ndependencies:\n- {name: nodeagentset, version: 0.1.0}\n",
+		"values.yaml": "global: {imageRegistry: registry.example, clusterName: prod}\nnodeagentset:\n  replicaCount: 1\n  leaderElection: {enabled: false}\n",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(parent, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustRun(t, nil, nil, "helm", "lint", "--strict", parent)
+	out := string(mustRun(t, nil, nil, "helm", "template", "platform", parent))
+	if !strings.Contains(out, "name: platform-nodeagentset") || !strings.Contains(out, "replicas: 1") {
+		t.Errorf("the subchart's Deployment is missing or has the wrong replicas:\n%s", out)
 	}
 }
 
@@ -102,6 +254,7 @@ func TestRenderedManifestsAreAccepted(t *testing.T) {
 			"--set", "replicaCount=3,leaderElection.enabled=true,metrics.secure=false,metrics.serviceMonitor.enabled=true,logLevel=debug,maxConcurrentReconciles=8,kubeAPI.qps=50,kubeAPI.burst=80,priorityClassName=system-cluster-critical,serviceAccount.name=agent-controller,podDisruptionBudget.minAvailable=2",
 			"--set-json", `nodeSelector={"kubernetes.io/os":"linux"}`,
 			"--set-json", `tolerations=[{"key":"node-role.kubernetes.io/control-plane","operator":"Exists","effect":"NoSchedule"}]`),
+		"chart, every knob":        mustRun(t, nil, nil, "helm", "template", "rel", chart, "-n", "nas-custom", "-f", writeTemp(t, "values.yaml", knobValues)),
 		"kustomize config/default": mustRun(t, c, nil, "kubectl", "kustomize", "../../config/default"),
 		"kustomize config/samples": mustRun(t, c, nil, "kubectl", "kustomize", "../../config/samples"),
 	}
@@ -205,15 +358,20 @@ func tokenKubeconfig(t *testing.T, admin *rest.Config, token string) string {
 
 func loadSample(t *testing.T, path string) *nasv1alpha1.NodeAgentSet {
 	t.Helper()
+	set := &nasv1alpha1.NodeAgentSet{}
+	loadYAML(t, path, set, yaml.UnmarshalStrict)
+	return set
+}
+
+func loadYAML(t *testing.T, path string, into any, unmarshal func([]byte, any, ...yaml.JSONOpt) error) {
+	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	set := &nasv1alpha1.NodeAgentSet{}
-	if err := yaml.UnmarshalStrict(b, set); err != nil {
+	if err := unmarshal(b, into); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	return set
 }
 
 func grep(text, word string) string {

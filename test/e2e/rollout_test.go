@@ -10,8 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
@@ -21,6 +19,7 @@ import (
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
 	"github.com/nodeagentset/nodeagentset/test/cluster"
+	testkstatus "github.com/nodeagentset/nodeagentset/test/kstatus"
 )
 
 // rolloutEnv is one cluster with N fake nodes and the manager, shared by
@@ -60,6 +59,7 @@ func TestRollouts(t *testing.T) {
 	t.Run("PausedThenResumed", env.paused)
 	t.Run("RollbackRestartsNothingOnTheTarget", env.rollback)
 	t.Run("ProgressDeadline", env.deadline)
+	t.Run("SuspendThenResume", env.suspend)
 }
 
 // deploy creates a set in its own namespace and waits for it to converge.
@@ -177,15 +177,7 @@ func (e *rolloutEnv) complete(t *testing.T, set *nasv1alpha1.NodeAgentSet) func(
 
 func kstatus(t *testing.T, set *nasv1alpha1.NodeAgentSet) kstatusv1.Status {
 	t.Helper()
-	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := kstatusv1.Compute(&unstructured.Unstructured{Object: obj})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.Status
+	return testkstatus.Of(t, set)
 }
 
 func (e *rolloutEnv) maxUnavailable(t *testing.T) {

@@ -35,18 +35,8 @@ import (
 func TestUnhealthyNodes(t *testing.T) {
 	n := envInt("NAS_E2E_UNHEALTHY_NODES", 100)
 	ctx := t.Context()
-	c := startCluster(t, cluster.Options{Controllers: append(slices.Clone(cluster.DefaultControllers), "daemonset-controller")})
-	specs := cluster.Nodes("node", n)
-	for i := range specs {
-		specs[i].Labels = map[string]string{"agent": "yes"}
-	}
-	if err := c.AddNodes(ctx, specs...); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.WaitNodesReady(ctx, 3*time.Minute, cluster.Names(specs)...); err != nil {
-		t.Fatal(err)
-	}
-	env := &rolloutEnv{c: c, k: startManager(t, c), nodes: cluster.Names(specs)}
+	c, names := chaosCluster(t, n, cluster.Options{Controllers: append(slices.Clone(cluster.DefaultControllers), "daemonset-controller")})
+	env := &rolloutEnv{c: c, k: startManager(t, c), nodes: names}
 	dead := env.nodes[:3]
 
 	set := env.deploy(t, "skip", func(s *nasv1alpha1.NodeAgentSet) {

@@ -17,6 +17,8 @@ KWOK_VERSION=v0.8.0
 CONTROLLER_TOOLS_VERSION=v0.23.0
 HELM_VERSION=v3.22.0
 GOLANGCI_LINT_VERSION=v2.15.0
+# Prometheus 3.16's module version; promtool tests the chart's alerts.
+PROMETHEUS_VERSION=v0.316.0
 
 sumof() { sha256sum "$1" | cut -c1-12; }
 
@@ -67,3 +69,4 @@ install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
 install controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen "$CONTROLLER_TOOLS_VERSION"
 install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
 install golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint "$GOLANGCI_LINT_VERSION"
+install promtool github.com/prometheus/prometheus/cmd/promtool "$PROMETHEUS_VERSION"

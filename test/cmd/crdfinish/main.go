@@ -203,6 +203,9 @@ func restrictPodSpec(podSpec schema) error {
 	}
 	containers["minItems"] = float64(1)
 	for _, list := range []string{"containers", "initContainers"} {
+		if err := boundHostPortLists(podSpec, list); err != nil {
+			return err
+		}
 		name, err := dig(podSpec, "properties", list, "items", "properties", "name")
 		if err != nil {
 			return err
@@ -229,4 +232,28 @@ func restrictLabels(labels schema) {
 	value, _ := labels["additionalProperties"].(schema)
 	value["maxLength"] = float64(63)
 	value["pattern"] = labelValue
+}
+
+// Bounds on the lists the host-port rule (api/v1alpha1: maxSurge must be 0
+// when the template uses host ports) walks, containers by ports. Without
+// them the API server's static cost estimate of that rule is more than 100
+// times over its budget and the CRD is refused. apps/v1 sets no such limit;
+// these are far beyond what an agent pod holds.
+const (
+	maxContainers     = 64
+	maxPortsContainer = 128
+)
+
+func boundHostPortLists(podSpec schema, list string) error {
+	l, err := dig(podSpec, "properties", list)
+	if err != nil {
+		return err
+	}
+	l["maxItems"] = float64(maxContainers)
+	ports, err := dig(l, "items", "properties", "ports")
+	if err != nil {
+		return err
+	}
+	ports["maxItems"] = float64(maxPortsContainer)
+	return nil
 }

@@ -1,0 +1,68 @@
+package controller
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/execute"
+	"github.com/nodeagentset/nodeagentset/internal/status"
+)
+
+// Metrics of staged rollouts (canary, waves, health).
+var (
+	rolloutPhase = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "nodeagentset_rollout_phase",
+		Help: "1 for the set's current status.rollout.phase, 0 for the others (staged rollouts only).",
+	}, []string{"namespace", "name", "phase"})
+	healthCheckFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nodeagentset_health_check_failures_total",
+		Help: "Health checks of a staged rollout that failed, by typed cause (CrashLoopBackOff, OOMKilled, NodeNotReady, ...).",
+	}, []string{"namespace", "name", "cause"})
+	phases = []nasv1alpha1.RolloutPhase{nasv1alpha1.PhaseCanary, nasv1alpha1.PhaseSoaking, nasv1alpha1.PhaseAwaitingPromotion,
+		nasv1alpha1.PhaseWaves, nasv1alpha1.PhasePaused, nasv1alpha1.PhaseFailed, nasv1alpha1.PhaseAborted, nasv1alpha1.PhaseComplete}
+)
+
+func init() { metrics.Registry.MustRegister(rolloutPhase, healthCheckFailures) }
+
+// recordStage sets the phase gauge and, for a failure this process has
+// not reported yet (neither the cached set nor its last status write
+// holds it), raises the Warning event and counts it by cause.
+func (r *Reconciler) recordStage(set *nasv1alpha1.NodeAgentSet, st nasv1alpha1.NodeAgentSetStatus) {
+	if st.Rollout == nil {
+		return
+	}
+	for _, ph := range phases {
+		v := 0.0
+		if ph == st.Rollout.Phase {
+			v = 1
+		}
+		rolloutPhase.WithLabelValues(set.Namespace, set.Name, string(ph)).Set(v)
+	}
+	f := st.Rollout.Failure
+	if f == nil || sameFailure(set.Status.Rollout, f) {
+		return
+	}
+	if rec := r.statusRecordOf(client.ObjectKeyFromObject(set)); rec != nil && sameFailure(rec.status.Rollout, f) {
+		return
+	}
+	healthCheckFailures.WithLabelValues(set.Namespace, set.Name, f.Reason).Inc()
+	r.warn(execute.EventTarget(set), nil, status.ReasonHealthCheckFailed, "Rollout", fmt.Sprintf(
+		"rollout of %s stopped (%s): %s on node %s, pod %s: %s", st.Rollout.Revision, st.Rollout.Phase, f.Reason, f.Node, f.Pod, f.Message))
+}
+
+func sameFailure(r *nasv1alpha1.RolloutStatus, f *nasv1alpha1.RolloutFailure) bool {
+	return r != nil && equality.Semantic.DeepEqual(r.Failure, f)
+}
+
+// forgetStageMetrics drops the staged-rollout metrics of a deleted set.
+func forgetStageMetrics(namespace, name string) {
+	for _, ph := range phases {
+		rolloutPhase.DeleteLabelValues(namespace, name, string(ph))
+	}
+	healthCheckFailures.DeletePartialMatch(prometheus.Labels{"namespace": namespace, "name": name})
+}
