@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/status"
 	"github.com/nodeagentset/nodeagentset/test/gitops"
 )
 
@@ -57,6 +59,28 @@ func TestGitOpsHealthOfLiveStates(t *testing.T) {
 		return condition(nasv1alpha1.ConditionSuspended, metav1.ConditionTrue, "Suspended")(c) &&
 			condition(nasv1alpha1.ConditionReconciling, metav1.ConditionFalse, "Suspended")(c)
 	})
+
+	// A staged rollout whose canary crash-loops: Stalled HealthCheckFailed.
+	staged := f.newSet(func(s *nasv1alpha1.NodeAgentSet) {
+		s.Name = "staged"
+		s.Spec.UpdateStrategy.RollingUpdate = &nasv1alpha1.RollingUpdate{Canary: &nasv1alpha1.Canary{},
+			Health: &nasv1alpha1.Health{MaxRestarts: ptr.To[int32](2)}}
+	})
+	f.create(staged)
+	f.settledOn(staged, len(nodes))
+	f.update(staged, image("registry.example/agent:2-broken"))
+	var canary corev1.Pod
+	eventually(t, "the canary agent created", func() (bool, string) {
+		for _, p := range f.pods(staged) {
+			if p.Spec.Containers[0].Image == "registry.example/agent:2-broken" {
+				canary = p
+				return true, ""
+			}
+		}
+		return false, describe(byNode(f.pods(staged)))
+	})
+	f.crashLoop(&canary, 3)
+	capture(t, f, staged, "health-check-failed", condition(nasv1alpha1.ConditionStalled, metav1.ConditionTrue, status.ReasonHealthCheckFailed))
 
 	// A pass that fails before it can plan: the API server refuses the
 	// revision (see TestPassFailuresAreReportedOnTheSet).

@@ -1,6 +1,7 @@
 package inplace
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 
@@ -50,7 +51,16 @@ func Convert(p *plan.Plan, set *nasv1alpha1.NodeAgentSet, updateHash string, tem
 			continue
 		}
 		di, deleting := deletes[st.Old]
-		u, ok := update(st.Old, st.Name, updateHash, templates, inPlace)
+		// The create's revision is the one the node moves to: the current
+		// revision, not the update revision, while a staged rollout's check
+		// has failed and an abort puts updated nodes back. A pod already on
+		// it needs no patch (patching it to itself would stand for the
+		// replacement, and the abort would never happen).
+		target := cmp.Or(p.Creates[ci].Revision, updateHash)
+		if podtemplate.Hash(st.Old) == target {
+			continue
+		}
+		u, ok := update(st.Old, st.Name, target, templates, inPlace)
 		if !ok || (!deleting && u.Restart) {
 			continue
 		}

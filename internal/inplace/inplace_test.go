@@ -2,6 +2,7 @@ package inplace
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -175,5 +176,38 @@ func TestConvertKeepsTheGateOfAPodItPatchesAgainClosed(t *testing.T) {
 	}
 	if len(p.OpenGates) != 1 || p.OpenGates[0] != other {
 		t.Errorf("gates to open = %v, want only the other pod's", p.OpenGates)
+	}
+}
+
+// While a staged rollout's check has failed, the plan replaces agents of
+// the update revision with agents of the current one (Create.Revision):
+// the conversion moves the pod to that revision, or leaves the replacement
+// alone; it never patches the pod to the revision it is already on (which
+// stood for the replacement, so an abort never put the node back).
+func TestConvertMovesToTheCreatesRevision(t *testing.T) {
+	set := &nasv1alpha1.NodeAgentSet{Spec: nasv1alpha1.NodeAgentSetSpec{UpdateStrategy: nasv1alpha1.UpdateStrategy{
+		RollingUpdate: &nasv1alpha1.RollingUpdate{PodUpdatePolicy: nasv1alpha1.RecreatePodUpdate}}}}
+	broken := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "broken", Labels: map[string]string{nasv1alpha1.LabelRevisionHash: "h2"}},
+		Spec: corev1.PodSpec{ReadinessGates: []corev1.PodReadinessGate{{ConditionType: nasv1alpha1.ReadinessGateInPlace}}}}
+	templates := func(hash, _ string) (*corev1.PodTemplateSpec, bool) {
+		return tmpl(map[string]string{"h1": "a:1", "h2": "a:2"}[hash], nil), true
+	}
+	abort := func() plan.Plan {
+		return plan.Plan{
+			Nodes:   []plan.NodeState{{Name: "n1", Old: broken, Active: []*corev1.Pod{broken}}},
+			Deletes: []plan.Delete{{Pod: broken, Node: "n1"}},
+			Creates: []plan.Create{{Node: "n1", Reason: "abort", Revision: "h1"}},
+		}
+	}
+	p := abort()
+	Convert(&p, set, "h2", templates)
+	if len(p.Deletes) != 1 || len(p.Creates) != 1 || len(p.Updates) != 0 {
+		t.Fatalf("Recreate: %d deletes, creates %+v, updates %+v; want the delete and the create of h1 kept", len(p.Deletes), p.Creates, p.Updates)
+	}
+	set.Spec.UpdateStrategy.RollingUpdate.PodUpdatePolicy = nasv1alpha1.InPlaceIfPossiblePodUpdate
+	p = abort()
+	Convert(&p, set, "h2", templates)
+	if len(p.Updates) != 1 || !strings.Contains(string(p.Updates[0].Patch), `"a:1"`) || !strings.Contains(string(p.Updates[0].Patch), `"h1"`) {
+		t.Fatalf("InPlaceIfPossible: creates %+v, updates %+v; want one patch back to h1 and image a:1", p.Creates, p.Updates)
 	}
 }

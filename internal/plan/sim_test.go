@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -50,6 +51,9 @@ type sim struct {
 	// dead nodes run nothing: their pods are not Ready and terminating
 	// ones stay.
 	dead map[string]bool
+	cfg  simConfig
+	// bad revisions' agents crash-loop (see sim_staged_test.go).
+	bad map[string]bool
 }
 
 // grace is the simulated pods' termination grace period.
@@ -63,11 +67,12 @@ type simConfig struct {
 	minReady                            int32
 	nodes                               int
 	wait                                bool // unhealthyNodes: Wait
+	stages                              stageKnobs
 }
 
 func (c simConfig) String() string {
 	return fmt.Sprintf("maxUnavailable=%s maxSurge=%s partition=%s canary=%t onDelete=%t minReady=%d nodes=%d wait=%t",
-		c.maxUnavailable.String(), c.maxSurge.String(), c.partition.String(), c.canary, c.onDelete, c.minReady, c.nodes, c.wait)
+		c.maxUnavailable.String(), c.maxSurge.String(), c.partition.String(), c.canary, c.onDelete, c.minReady, c.nodes, c.wait) + c.stages.String()
 }
 
 // randomConfig draws a valid configuration (the CRD refuses maxUnavailable
@@ -94,6 +99,7 @@ func randomConfig(rng *rand.Rand) simConfig {
 	case 3:
 		c.onDelete = rng.IntN(2) == 0
 	}
+	c.stages = randomStages(rng)
 	return c
 }
 
@@ -103,7 +109,7 @@ func newSim(seed uint64, c simConfig) *sim {
 	s := &sim{
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), now: t0,
 		nodes: map[string]*corev1.Node{}, pods: map[types.UID]*simPod{}, backoff: map[string]time.Time{},
-		maxReady: 5 * time.Second, dead: map[string]bool{},
+		maxReady: 5 * time.Second, dead: map[string]bool{}, cfg: c, bad: map[string]bool{},
 	}
 	s.set = testSet()
 	s.set.Spec.MinReadySeconds = c.minReady
@@ -111,6 +117,7 @@ func newSim(seed uint64, c simConfig) *sim {
 	if c.wait {
 		ru.UnhealthyNodes = nasv1alpha1.UnhealthyNodesWait
 	}
+	c.stages.apply(ru)
 	if c.canary {
 		ru.NodeSelector = &nasv1alpha1.LabelSelector{MatchLabels: map[string]nasv1alpha1.LabelValue{"canary": "yes"}}
 	}
@@ -122,10 +129,15 @@ func newSim(seed uint64, c simConfig) *sim {
 	for range c.nodes {
 		s.addNode()
 	}
+	s.startRolled()
 	return s
 }
 
-func (s *sim) newTemplate() { s.hashes++; s.hash = fmt.Sprintf("rev%d", s.hashes) }
+func (s *sim) newTemplate() {
+	s.hashes++
+	s.hash = fmt.Sprintf("rev%d", s.hashes)
+	s.maybeBad()
+}
 
 // rollback makes the template equal an earlier one again.
 func (s *sim) rollback() {
@@ -134,9 +146,14 @@ func (s *sim) rollback() {
 	}
 }
 
-// settleCurrent plays status: once every desired node runs one agent, of
-// the update revision, that revision becomes the current one.
-func (s *sim) settleCurrent() {
+// settleCurrent plays status: once every desired node runs one available
+// agent, of the update revision, and no check has failed, that revision
+// becomes the current one.
+func (s *sim) settleCurrent(p Plan) {
+	if p.Stage.Failed {
+		return
+	}
+	minReady := time.Duration(s.set.Spec.MinReadySeconds) * time.Second
 	snap := s.snapshot()
 	spec := eligibility.AgentSpec(&s.set.Spec.Template.Spec)
 	pods := map[string][]*corev1.Pod{}
@@ -147,7 +164,8 @@ func (s *sim) settleCurrent() {
 		if !eligibility.Evaluate(n, spec).ShouldRun {
 			continue
 		}
-		if ps := pods[n.Name]; len(ps) != 1 || podtemplate.Hash(ps[0]) != s.hash || ps[0].DeletionTimestamp != nil {
+		if ps := pods[n.Name]; len(ps) != 1 || podtemplate.Hash(ps[0]) != s.hash || ps[0].DeletionTimestamp != nil ||
+			s.set.Status.CurrentRevision != "" && !PodAvailable(ps[0], minReady, s.now) {
 			return
 		}
 	}
@@ -160,6 +178,7 @@ func (s *sim) addNode() {
 	if s.rng.IntN(3) == 0 {
 		n.Labels["canary"] = "yes"
 	}
+	s.zone(n)
 	s.nodes[n.Name] = n
 }
 
@@ -175,6 +194,7 @@ func (s *sim) snapshot() Snapshot {
 		if !sp.readyAt.IsZero() && !s.now.Before(sp.readyAt) && p.Status.Phase == corev1.PodRunning && !s.dead[p.Spec.NodeName] {
 			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(sp.readyAt)}}
 		}
+		s.crashLoop(p)
 		pods = append(pods, p)
 	}
 	snap := snapshot(nodes, pods, s.backoff)
@@ -202,7 +222,7 @@ func (s *sim) apply(p Plan) {
 		s.seq++
 		pod := mkPod(fmt.Sprintf("p%05d", s.seq), c.Node, 0, phase(corev1.PodRunning))
 		pod.CreationTimestamp = metav1.NewTime(s.now)
-		pod.Labels[nasv1alpha1.LabelRevisionHash] = s.hash
+		pod.Labels[nasv1alpha1.LabelRevisionHash] = cmp.Or(c.Revision, s.hash)
 		s.pods[pod.UID] = &simPod{pod: pod, readyAt: s.now.Add(time.Duration(s.rng.Int64N(int64(s.maxReady))))}
 	}
 }
@@ -261,6 +281,8 @@ func (s *sim) chaos(allowTemplateChange bool) {
 		n.Spec.Unschedulable = !n.Spec.Unschedulable
 	case r < 37: // the node is deleted a little later (case r < 8)
 		s.nodes[s.randomNode()].DeletionTimestamp = ptr.To(metav1.NewTime(s.now))
+	case r < 45:
+		s.verbs(r)
 	}
 }
 
@@ -339,8 +361,12 @@ func (s *sim) pass() error {
 	if err := s.checkPlan(snap, p); err != nil {
 		return err
 	}
+	if err := s.checkStage(snap, p); err != nil {
+		return err
+	}
 	s.apply(p)
-	s.settleCurrent()
+	s.feed(p)
+	s.settleCurrent(p)
 	after := measure(s.snapshot(), s.hash, s.skips())
 	b := p.Rollout
 	switch {
@@ -412,7 +438,7 @@ func (s *sim) checkPlan(snap Snapshot, p Plan) error {
 			if frozen {
 				return fmt.Errorf("paused/OnDelete, yet a surge agent was created on %s", c.Node)
 			}
-			if held[c.Node] {
+			if held[c.Node] && !p.Stage.Abort { // an abort puts back nodes out of scope too
 				return fmt.Errorf("node %s is out of scope, yet a surge agent was created", c.Node)
 			}
 		}
@@ -481,18 +507,21 @@ func unhealthy(n *corev1.Node) bool {
 	return n.Spec.Unschedulable || n.DeletionTimestamp != nil
 }
 
-// unhealthySince is when a dead or deleting node turned unhealthy, zero for
-// a cordon (which carries no time).
+// unhealthySince is when a dead or deleting node turned unhealthy, the
+// earlier of the two when both (a node being deleted that dies later was
+// unhealthy from its deletion on), zero for a cordon (which carries no
+// time).
 func unhealthySince(n *corev1.Node) time.Time {
+	var since time.Time
 	for _, c := range n.Status.Conditions {
 		if c.Type == corev1.NodeReady && c.Status != corev1.ConditionTrue {
-			return c.LastTransitionTime.Time
+			since = c.LastTransitionTime.Time
 		}
 	}
-	if n.DeletionTimestamp != nil {
-		return n.DeletionTimestamp.Time
+	if d := n.DeletionTimestamp; d != nil && (since.IsZero() || d.Time.Before(since)) {
+		since = d.Time
 	}
-	return time.Time{}
+	return since
 }
 
 // measure reads the rollout's state off a snapshot, independently of the
@@ -603,10 +632,17 @@ func (s *sim) run(steps int) error {
 	if ru := s.set.Spec.UpdateStrategy.RollingUpdate; ru != nil {
 		ru.Paused = false
 	}
-	if err := s.settleAroundUnhealthy(); err != nil {
-		return err
+	// Stages may hold the healthy nodes for a promotion or a failed check
+	// (by design), so the promise of settleAroundUnhealthy is not theirs.
+	if !s.cfg.stages.on() {
+		if err := s.settleAroundUnhealthy(); err != nil {
+			return err
+		}
 	}
 	s.heal()
+	if err := s.settleStaged(); err != nil {
+		return err
+	}
 	for i := range 2000 {
 		if err := s.pass(); err != nil {
 			return fmt.Errorf("settling pass %d: %w", i, err)

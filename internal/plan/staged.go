@@ -3,6 +3,7 @@ package plan
 import (
 	"time"
 
+	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
 	"github.com/nodeagentset/nodeagentset/internal/stages"
 )
 
@@ -12,9 +13,9 @@ import (
 // there.
 //
 // While a check has failed, the plan works toward the current revision
-// instead of the update revision: agents of the update revision take the
-// place of old ones (New and Old swap) and new agents are of the current
-// revision. With failureAction Pause every node is held, so nothing is
+// instead of the update revision: the agent of the current revision is
+// the node's New, and an agent of any other revision its Old (see
+// towardCurrent); new agents are of the current revision. With failureAction Pause every node is held, so nothing is
 // replaced and only empty nodes get an agent (of the current revision);
 // with Abort nothing is held, and the rollout's budgets put updated nodes
 // back on the current revision exactly as they would roll them forward.
@@ -45,13 +46,34 @@ func staged(p *Plan, s Snapshot, scope func(*NodeState) string) func(*NodeState)
 			p.Creates[i].Revision = current
 		}
 		for i := range p.Nodes {
-			p.Nodes[i].New, p.Nodes[i].Old = p.Nodes[i].Old, p.Nodes[i].New
+			towardCurrent(&p.Nodes[i], current)
 		}
 	}
 	return func(st *NodeState) string {
+		// An abort puts back every node of the update revision, in scope
+		// or not: a node rollingUpdate.nodeSelector leaves out got one by
+		// joining during the rollout, and must not keep the bad agent.
+		if p.Stage.Abort && st.Eligibility.ShouldRun {
+			return ""
+		}
 		if why := scope(st); why != "" {
 			return why
 		}
 		return p.Stage.Holds[st.Name]
+	}
+}
+
+// towardCurrent makes the current revision's agent the node's New and an
+// agent of another revision its Old, the update revision's first: an
+// agent of a revision between the two (a template the update revision
+// replaced mid-rollout) is not the current revision, and an abort puts it
+// back too, once the update revision's agent is gone.
+func towardCurrent(st *NodeState, current string) {
+	update, other := st.New, st.Old
+	st.New, st.Old = nil, update
+	if other != nil && podtemplate.Hash(other) == current {
+		st.New = other
+	} else if update == nil {
+		st.Old = other
 	}
 }

@@ -117,7 +117,8 @@ func Next(in Input) Result {
 		return m.r
 	}
 	if ru.Paused {
-		m.enter(nasv1alpha1.PhasePaused, "")
+		// The wave stays: resuming goes on with it, not with the canary.
+		m.enter(nasv1alpha1.PhasePaused, m.prev.Wave)
 		return m.r
 	}
 	if ru.Canary != nil && !m.canary() {
@@ -154,9 +155,10 @@ func (m *machine) annotation(key string) string { return m.in.Set.Annotations[ke
 // failed applies the verbs and the checks; true when the rollout stands
 // failed (Failed or Aborted) after them.
 func (m *machine) failed() bool {
+	retried := false
 	if f := m.next.Failure; f != nil && m.prev.PhaseSince != nil &&
 		m.annotation(nasv1alpha1.AnnotationRetry) == RetryValue(m.in.Revision, m.prev.PhaseSince.Time) {
-		m.next.Failure = nil
+		m.next.Failure, retried = nil, true
 	}
 	if m.next.Failure == nil && m.annotation(nasv1alpha1.AnnotationAbort) == m.in.Revision {
 		m.next.Failure = &nasv1alpha1.RolloutFailure{Reason: "Aborted", Message: "aborted by kubectl nodeagentset rollout abort"}
@@ -176,6 +178,12 @@ func (m *machine) failed() bool {
 		phase = nasv1alpha1.PhaseAborted
 	}
 	m.enter(phase, m.prev.Wave)
+	if retried {
+		// Failed again right after a retry: a new failure, with a new
+		// phaseSince, so the retry that cleared the old one (it names the
+		// old phaseSince) does not clear this one on every pass.
+		m.next.PhaseSince = ptr.To(metav1.NewTime(m.in.Now))
+	}
 	if !m.r.Abort {
 		for _, n := range m.in.Nodes {
 			m.r.Holds[n.Name] = fmt.Sprintf("%srollout failed (%s on node %s); kubectl nodeagentset rollout retry resumes", Hold, f.Reason, f.Node)
@@ -208,11 +216,12 @@ func (m *machine) check() {
 }
 
 // rank orders the phases a rollout passes; a stored phase at or past the
-// waves means the canary was soaked and promoted.
+// waves means the canary was soaked and promoted. A wave value is set only
+// past the canary, and Failed, Aborted and Paused keep it, so a retry or a
+// resume in the middle of the waves does not soak the canary again.
 func rank(s *nasv1alpha1.RolloutStatus) int {
 	switch {
-	case s.Phase == nasv1alpha1.PhaseWaves || s.Phase == nasv1alpha1.PhaseComplete ||
-		s.Phase == nasv1alpha1.PhaseSoaking && s.Wave != "":
+	case s.Phase == nasv1alpha1.PhaseWaves || s.Phase == nasv1alpha1.PhaseComplete || s.Wave != "":
 		return 3
 	case s.Phase == nasv1alpha1.PhaseAwaitingPromotion:
 		return 2

@@ -36,3 +36,29 @@ func TestMergePatchCarriesEveryStatusField(t *testing.T) {
 		t.Errorf("desiredNumberScheduled = %v in %s", got.Status["desiredNumberScheduled"], patch)
 	}
 }
+
+// Inside status.rollout too: a merge patch merges nested objects, so a
+// wave that ended or a failure a retry cleared must be written as null,
+// or the server keeps it (and the next pass reads the failure back).
+func TestMergePatchClearsRolloutFieldsLeftEmpty(t *testing.T) {
+	patch, err := MergePatch(nasv1alpha1.NodeAgentSetStatus{Rollout: &nasv1alpha1.RolloutStatus{Revision: "agent-h2", Phase: nasv1alpha1.PhaseComplete}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Status struct {
+			Rollout map[string]any `json:"rollout"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal(patch, &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, field := range []string{"wave", "failure", "canaryNodes", "phaseSince"} {
+		if v, ok := got.Status.Rollout[field]; !ok || v != nil {
+			t.Errorf("rollout.%s = %v (present %t), want null in %s", field, v, ok, patch)
+		}
+	}
+	if got.Status.Rollout["phase"] != "Complete" {
+		t.Errorf("rollout.phase = %v in %s", got.Status.Rollout["phase"], patch)
+	}
+}

@@ -118,10 +118,14 @@ func settledHold(held string) bool {
 // other one. The plan's New is the agent of the revision it works toward,
 // which is the current revision while a staged rollout's check has failed.
 func byRevision(st plan.NodeState, updateHash string) (update, other *corev1.Pod) {
-	if st.New != nil && podtemplate.Hash(st.New) != updateHash || st.Old != nil && podtemplate.Hash(st.Old) == updateHash {
-		return st.Old, st.New
+	for _, pod := range []*corev1.Pod{st.New, st.Old} {
+		if pod != nil && podtemplate.Hash(pod) == updateHash {
+			update = pod
+		} else if pod != nil {
+			other = pod
+		}
 	}
-	return st.New, st.Old
+	return update, other
 }
 
 // Compute returns the set's new status, and the next moment time alone

@@ -33,6 +33,17 @@ type checker struct {
 	rv       string
 	deleted  map[types.UID]bool
 	changed  chan struct{}
+	// each, when set, is called with the live pods by node at every pod
+	// event (under the checker's lock: it must not call back).
+	each func(map[string][]*corev1.Pod)
+}
+
+// setEach installs each (see checker.each) and runs it once now.
+func (ch *checker) setEach(each func(map[string][]*corev1.Pod)) {
+	ch.mu.Lock()
+	ch.each = each
+	ch.mu.Unlock()
+	ch.observe()
 }
 
 func watchPods(t *testing.T, cs kubernetes.Interface, set *nasv1alpha1.NodeAgentSet, desired []string) *checker {
@@ -147,6 +158,15 @@ func (ch *checker) observe() {
 		ch.maxPods = max(ch.maxPods, c)
 	}
 	ch.maxUnav, ch.maxTwo = max(ch.maxUnav, unav), max(ch.maxTwo, two)
+	if ch.each != nil {
+		live := map[string][]*corev1.Pod{}
+		for _, p := range ch.pods {
+			if p.DeletionTimestamp == nil {
+				live[podtemplate.NodeOf(p)] = append(live[podtemplate.NodeOf(p)], p)
+			}
+		}
+		ch.each(live)
+	}
 	select {
 	case ch.changed <- struct{}{}:
 	default:

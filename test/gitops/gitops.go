@@ -42,12 +42,6 @@ var Want = map[string]struct {
 	"health-check-failed": {"Degraded", status.FailedStatus},
 }
 
-// Handmade are the states the controller cannot reach yet, written by hand
-// from the API contract (shared api-v1alpha1): spec.suspend (issue 16) and
-// a failed rollout health check (issue 15). The live test does not
-// regenerate them.
-var Handmade = map[string]bool{"suspended": true, "health-check-failed": true}
-
 // Root is the repository's top folder.
 func Root() string {
 	_, file, _, _ := runtime.Caller(0)
