@@ -84,6 +84,13 @@ func (x *Executor) Execute(ctx context.Context, set *nasv1alpha1.NodeAgentSet, p
 	if room := burst - len(deletes) - len(updates); len(creates) > room {
 		creates, out.Capped = creates[:room], true
 	}
+	// Gates are opened beside the other writes, not after them: they touch
+	// other pods (ones whose in-place update finished), and each waited
+	// for this pass's close-and-patch round trips. On 200 kwok nodes
+	// that wait was a third of the time an in-place update held its slot.
+	var gateErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { gateErr = x.openGates(ctx, set, p.OpenGates) })
 	var err error
 	out.Deleted, err = x.deletes(ctx, set, deletes)
 	errs = append(errs, err)
@@ -91,7 +98,8 @@ func (x *Executor) Execute(ctx context.Context, set *nasv1alpha1.NodeAgentSet, p
 	errs = append(errs, err)
 	out.Created, err = x.creates(ctx, set, creates, template, hash)
 	errs = append(errs, err)
-	errs = append(errs, x.openGates(ctx, set, p.OpenGates))
+	wg.Wait()
+	errs = append(errs, gateErr)
 	return out, errors.Join(errs...)
 }
 

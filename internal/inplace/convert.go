@@ -30,7 +30,8 @@ type Templates func(hash, node string) (t *corev1.PodTemplateSpec, ok bool)
 //     its replacement is available, which restarting its containers in
 //     place would break, so images are not changed in place under surge.
 //
-// It also lists the pods whose in-place readiness gate is to be opened.
+// It also lists the pods whose in-place readiness gate is to be opened,
+// but for those it patches.
 func Convert(p *plan.Plan, set *nasv1alpha1.NodeAgentSet, updateHash string, templates Templates) {
 	inPlace := podtemplate.UpdatesInPlace(set)
 	creates := map[string]int{}
@@ -42,13 +43,9 @@ func Convert(p *plan.Plan, set *nasv1alpha1.NodeAgentSet, updateHash string, tem
 		deletes[d.Pod] = i
 	}
 	dropCreate, dropDelete := map[int]bool{}, map[int]bool{}
+	updated := map[*corev1.Pod]bool{}
 	for i := range p.Nodes {
 		st := &p.Nodes[i]
-		for _, pod := range st.Active {
-			if ShouldOpen(pod) {
-				p.OpenGates = append(p.OpenGates, pod)
-			}
-		}
 		ci, creating := creates[st.Name]
 		if st.Old == nil || !creating {
 			continue
@@ -69,6 +66,7 @@ func Convert(p *plan.Plan, set *nasv1alpha1.NodeAgentSet, updateHash string, tem
 		}
 		u.Reason = p.Creates[ci].Reason
 		p.Updates = append(p.Updates, u)
+		updated[st.Old] = true
 		dropCreate[ci] = true
 		if deleting {
 			dropDelete[di] = true
@@ -76,6 +74,15 @@ func Convert(p *plan.Plan, set *nasv1alpha1.NodeAgentSet, updateHash string, tem
 	}
 	p.Creates = without(p.Creates, dropCreate)
 	p.Deletes = without(p.Deletes, dropDelete)
+	// The executor opens gates beside the patches; a pod patched again
+	// before its gate was opened (a newer revision came) stays closed.
+	for i := range p.Nodes {
+		for _, pod := range p.Nodes[i].Active {
+			if ShouldOpen(pod) && !updated[pod] {
+				p.OpenGates = append(p.OpenGates, pod)
+			}
+		}
+	}
 }
 
 // update is the in-place update of pod to the update revision, if it may

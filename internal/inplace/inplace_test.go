@@ -142,6 +142,43 @@ func TestConvertTurnsAReplacementIntoOnePatch(t *testing.T) {
 	}
 }
 
+func TestConvertKeepsTheGateOfAPodItPatchesAgainClosed(t *testing.T) {
+	set := &nasv1alpha1.NodeAgentSet{Spec: nasv1alpha1.NodeAgentSetSpec{UpdateStrategy: nasv1alpha1.UpdateStrategy{
+		RollingUpdate: &nasv1alpha1.RollingUpdate{PodUpdatePolicy: nasv1alpha1.InPlaceIfPossiblePodUpdate}}}}
+	gate := []corev1.PodReadinessGate{{ConditionType: nasv1alpha1.ReadinessGateInPlace}}
+	// Updated in place to a:2 (its containers run it), gate not opened yet,
+	// when revision h3 (a:3) came: the executor opens gates beside its
+	// patches, so opening this one would open it on a restarting pod.
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Labels: map[string]string{nasv1alpha1.LabelRevisionHash: "h2"}},
+		Spec:       corev1.PodSpec{ReadinessGates: gate, Containers: []corev1.Container{{Name: "agent", Image: "a:2"}}},
+		Status: corev1.PodStatus{
+			Conditions:        []corev1.PodCondition{{Type: nasv1alpha1.ReadinessGateInPlace, Status: corev1.ConditionFalse}},
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "agent", Image: "a:2", Ready: true}},
+		},
+	}
+	other := pod.DeepCopy()
+	other.Name = "other"
+	templates := func(hash, _ string) (*corev1.PodTemplateSpec, bool) {
+		return tmpl(map[string]string{"h2": "a:2", "h3": "a:3"}[hash], nil), true
+	}
+	p := plan.Plan{
+		Nodes: []plan.NodeState{
+			{Name: "n1", Old: pod, Active: []*corev1.Pod{pod}},
+			{Name: "n2", Active: []*corev1.Pod{other}},
+		},
+		Deletes: []plan.Delete{{Pod: pod, Node: "n1"}},
+		Creates: []plan.Create{{Node: "n1"}},
+	}
+	Convert(&p, set, "h3", templates)
+	if len(p.Updates) != 1 || p.Updates[0].Pod != pod {
+		t.Fatalf("updates = %+v", p.Updates)
+	}
+	if len(p.OpenGates) != 1 || p.OpenGates[0] != other {
+		t.Errorf("gates to open = %v, want only the other pod's", p.OpenGates)
+	}
+}
+
 // While a staged rollout's check has failed, the plan replaces agents of
 // the update revision with agents of the current one (Create.Revision):
 // the conversion moves the pod to that revision, or leaves the replacement

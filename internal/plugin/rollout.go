@@ -357,8 +357,8 @@ func newRolloutUndo(o *options) *cobra.Command {
 		Use:   "undo NAME",
 		Short: "Roll back to the previous revision, or to --to-revision",
 		Long: `Roll back to the previous revision, or to --to-revision. The set's template
-becomes that revision's again; the controller re-uses the revision (same
-hash), so agents already running it are not restarted.`,
+and node overrides become that revision's again; the controller re-uses the
+revision (same hash), so agents already running it are not restarted.`,
 		Example: `  kubectl nodeagentset rollout undo node-exporter
   kubectl nodeagentset rollout undo node-exporter --to-revision 2`,
 		Args: cobra.ExactArgs(1),
@@ -375,11 +375,11 @@ hash), so agents already running it are not restarted.`,
 			if err != nil {
 				return err
 			}
-			t, err := revision.Decode(target)
+			spec, err := revision.DecodeSpec(target)
 			if err != nil {
 				return err
 			}
-			if current, err := revision.Encode(&set.Spec.Template); err == nil && revision.Holds(target, current) {
+			if alreadyAt(set, target) {
 				// kubectl's words for a DaemonSet already at that revision.
 				o.printf("%s skipped rollback (current template already matches revision %d)\n", kind(set), target.Revision)
 				return nil
@@ -389,7 +389,7 @@ hash), so agents already running it are not restarted.`,
 				if err := c.Get(cmd.Context(), client.ObjectKeyFromObject(set), got); err != nil {
 					return err
 				}
-				got.Spec.Template = *t
+				restore(got, spec)
 				return c.Update(cmd.Context(), got)
 			})
 			if err != nil {
@@ -401,6 +401,23 @@ hash), so agents already running it are not restarted.`,
 	}
 	cmd.Flags().Int64Var(&to, "to-revision", 0, "the revision to roll back to (0: the previous one)")
 	return cmd
+}
+
+// restore puts set's revision part back as a revision holds it: the
+// template and the node overrides. Restoring the template alone left the
+// overrides of the revision undone from, so the set hashed to a revision
+// that never ran, and every agent whose sizing differed was recreated.
+func restore(set *nasv1alpha1.NodeAgentSet, spec *revision.Spec) {
+	set.Spec.Template = spec.Template
+	set.Spec.NodeOverrides = spec.NodeOverrides
+}
+
+// alreadyAt tells whether set's template and node overrides are what
+// revision cr holds. The template alone is not enough: undoing a change of
+// overrides alone would be skipped as done.
+func alreadyAt(set *nasv1alpha1.NodeAgentSet, cr *appsv1.ControllerRevision) bool {
+	current, err := revision.EncodeSpec(revision.SpecOf(set))
+	return err == nil && revision.Holds(cr, current)
 }
 
 // undoTarget picks the revision to roll back to; revs are oldest first.

@@ -34,6 +34,8 @@ func newStatusCommand(o *options) *cobra.Command {
 		Long: `Show every node with the set's agent on it: its revision, whether it is Ready and
 available, and for a node without an agent, or one the rollout leaves alone,
 the reason, computed by the controller's own eligibility and plan code.
+With --node, also the resources each container of the agent gets on that
+node (spec.nodeOverrides applied to the set's template).
 
 -l/--selector keeps the nodes with those labels; -o wide adds the pod and its
 images. -o name, json, yaml, jsonpath=... and go-template=... print the
@@ -71,11 +73,18 @@ what the set's pods tell: the nodes that run an agent, not the ones without.`,
 				if len(rows) == 0 {
 					return fmt.Errorf("node %q not found", node)
 				}
+				if rows[0].Resources, err = nodeResources(cmd.Context(), c, set, node); err != nil {
+					return err
+				}
 			}
 			if set.Spec.Suspend {
 				fmt.Fprintf(o.streams.Out, "%s is Suspended (spec.suspend): its agents are removed and none is placed\n", kind(set))
 			}
-			return Render(o.streams.Out, rows, output.wide())
+			if err := Render(o.streams.Out, rows, output.wide()); err != nil || len(rows) != 1 || rows[0].Resources == nil {
+				return err
+			}
+			fmt.Fprintln(o.streams.Out)
+			return RenderResources(o.streams.Out, rows[0].Resources)
 		},
 	}
 	cmd.Flags().StringVar(&node, "node", "", "show only this node")
@@ -186,6 +195,9 @@ type Row struct {
 	Node, Revision, Ready, Available, Reason string
 	// Shown with -o wide.
 	Pod, Images string
+	// Resources are the agent's computed resources on this node, node
+	// overrides applied; only with --node.
+	Resources []ContainerResources
 }
 
 // Rows turns a plan into the status table, one row per node.

@@ -117,7 +117,24 @@ func (c *Cluster) startKwok() error {
 	)
 }
 
-// kwokConfig joins the Stage definitions kept in stages/ into one file.
+// kwokOptions lets kwok play 16 pods' stages at once instead of its
+// default 4. A real cluster has one kubelet per node, all acting at once;
+// kwok plays every node's kubelet through one pool of workers, so with 4 a
+// rollout that asks several kubelet steps of each pod queued behind the
+// pool: on 200 nodes an in-place update (about 4.5 kwok writes a pod)
+// took 21.5 s, 7.5 s with 16, and recreation 6.3 s, then 4.6 s (2 cores,
+// load average about 25). The pool's other sizes are kwok's defaults,
+// which a configuration file must name (kwok refuses zero).
+const kwokOptions = `apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  podPlayStageParallelism: 16
+  nodePlayStageParallelism: 4
+  nodeLeaseParallelism: 4
+  podsOnNodeSyncParallelism: 1`
+
+// kwokConfig joins the Stage definitions kept in stages/ into one file,
+// and kwok's options.
 func kwokConfig() ([]byte, error) {
 	files, err := stages.ReadDir("stages")
 	if err != nil {
@@ -131,6 +148,7 @@ func kwokConfig() ([]byte, error) {
 		}
 		docs = append(docs, strings.TrimSpace(string(b)))
 	}
+	docs = append(docs, kwokOptions)
 	return []byte(strings.Join(docs, "\n---\n") + "\n"), nil
 }
 

@@ -19,9 +19,12 @@ import (
 // recreation and once in place, and then rolls the in-place set back. In
 // place, every pod keeps its UID, each container restarts once (kwok plays
 // the kubelet's in-place restart, test/cluster/stages), the budget holds,
-// and the manager writes one pod patch per node where
-// recreation writes a delete and a create. 50 nodes in make test;
-// NAS_E2E_INPLACE_NODES=200 for the issue's size.
+// the manager writes one pod patch per node where recreation writes a
+// delete and a create, and the update finishes sooner than by recreation.
+// 50 nodes in make test; NAS_E2E_INPLACE_NODES=200 for the issue's size.
+//
+// Both sets carry the same start-up cost model (startCost): kwok alone
+// starts a new pod for free, which no kubelet does.
 func TestInPlaceImageUpdate(t *testing.T) {
 	n := envInt("NAS_E2E_INPLACE_NODES", 50)
 	ctx := t.Context()
@@ -42,6 +45,7 @@ func TestInPlaceImageUpdate(t *testing.T) {
 		return func(s *nasv1alpha1.NodeAgentSet) {
 			s.Spec.UpdateStrategy.RollingUpdate = &nasv1alpha1.RollingUpdate{
 				MaxUnavailable: ptr.To(intstr.FromString("10%")), PodUpdatePolicy: p}
+			s.Spec.Template.Annotations = startCost
 		}
 	}
 
@@ -67,16 +71,37 @@ func TestInPlaceImageUpdate(t *testing.T) {
 	t.Logf("in-place: %d nodes, maxUnavailable 10%%: recreate %v (%s), in place %v (%s), in-place rollback %v (%s)",
 		n, byRecreation.Round(time.Millisecond), recreateWrites, inPlaceTime.Round(time.Millisecond), inPlaceWrites,
 		rollbackTime.Round(time.Millisecond), rollbackWrites)
-	// Not asserted: kwok starts a new pod at no cost (no sandbox, no image
-	// pull), so recreation here costs one round trip a wave, and in place
-	// two (the controller opens the readiness gate once the new images
-	// run, then kwok marks the pod Ready). The times are logged.
+	if inPlaceTime >= byRecreation {
+		t.Errorf("in place took %v, recreation %v: want in place faster", inPlaceTime, byRecreation)
+	}
 	if w := inPlaceWrites.pod; w > float64(1.1) {
 		t.Errorf("in place: %.2f pod writes per node, want about 1", w)
 	}
 	if w := recreateWrites.pod; w < 1.9 {
 		t.Errorf("recreate: %.2f pod writes per node, want about 2", w)
 	}
+}
+
+// startCost is what starting containers costs a kubelet, which kwok does
+// not model, as the same figures on both paths (test/cluster/stages):
+//
+//   - a new pod starts 2s after it is bound: its sandbox (pause container,
+//     network namespace, CNI setup: "a default network setup appears to be
+//     taking 1.5 seconds", containerd/containerd#6111; the upstream SLO
+//     allows 5s at the 99th percentile, kubernetes/community
+//     sig-scalability/slos/pod_startup_latency.md), then its container
+//     (0.5s);
+//   - a container restarted in place starts 0.5s after the patch: the
+//     same container start, without a sandbox.
+//
+// Pulling the new image is left out of both: each path pulls it once.
+// Without this model, recreation here costs one round trip a slot, and in
+// place two (the controller opens the readiness gate once the new images
+// run, then kwok marks the pod Ready): on 200 nodes, 4.7s by recreation
+// against 7.5s in place.
+var startCost = map[string]string{
+	"kwok.nodeagentset.io/ready-after":   "2s",
+	"kwok.nodeagentset.io/restart-after": "500ms",
 }
 
 // writesPerNode are the manager's writes during a rollout, per node: of

@@ -100,6 +100,8 @@ func TestKubectlPlugin(t *testing.T) {
 		if !strings.Contains(out, "nodeSelector agent=yes does not match (node has no label agent)") || strings.Contains(out, "node-0001") {
 			t.Errorf("status --node node-0002:\n%s", out)
 		}
+		// The agent's resources on the node (nodeOverrides applied).
+		mustPlugin(t, c, "CONTAINER   REQUESTS", "status", "agent", "--node", "node-0000")
 		if _, code := plugin(t, c, "status", "agent", "--node", "nope"); code == 0 {
 			t.Error("status --node of an unknown node exited 0")
 		}
