@@ -246,19 +246,9 @@ func podChanged(own *execute.Expectations) predicate.Predicate {
 				old.Status.Phase != cur.Status.Phase ||
 				oldReady != curReady || !oldSince.Equal(curSince) ||
 				inplace.ShouldOpen(old) != inplace.ShouldOpen(cur) ||
-				troubleChanged(old, cur) || restarts(old) != restarts(cur)
+				troubleChanged(old, cur) || restartCount(old) != restartCount(cur)
 		},
 	}
-}
-
-// restarts sums a pod's container restarts, which health.maxRestarts of a
-// staged rollout judges.
-func restarts(pod *corev1.Pod) int32 {
-	var n int32
-	for _, cs := range pod.Status.ContainerStatuses {
-		n += cs.RestartCount
-	}
-	return n
 }
 
 // troubleChanged: the reason the agent does not run (see health.Of)
@@ -282,4 +272,10 @@ func NewReconciler(mgr ctrl.Manager) *Reconciler {
 			Backoff:      execute.NewBackoff(),
 		},
 	}
+}
+
+// restartCount is what health.maxRestarts of a staged rollout judges.
+func restartCount(pod *corev1.Pod) int32 {
+	n, _ := podtemplate.Restarts(pod)
+	return n
 }

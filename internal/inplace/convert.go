@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -113,18 +114,26 @@ func Patch(pod *corev1.Pod, from, to *corev1.PodTemplateSpec, hash string) ([]by
 	labels := diff(from.Labels, to.Labels)
 	labels[nasv1alpha1.LabelRevisionHash] = &hash
 	meta := map[string]any{"uid": pod.UID, "labels": labels}
-	if a := diff(from.Annotations, to.Annotations); len(a) > 0 {
-		// The Cluster Autoscaler's mark is the controller's, not the
-		// template's: never removed.
-		delete(a, podtemplate.AnnotationDaemonSetPod)
-		meta["annotations"] = a
-	}
+	a := diff(from.Annotations, to.Annotations)
+	// The Cluster Autoscaler's mark is the controller's, not the
+	// template's: never removed.
+	delete(a, podtemplate.AnnotationDaemonSetPod)
 	body := map[string]any{"metadata": meta}
 	var containers []map[string]string
 	for i, c := range to.Spec.Containers {
 		if from.Spec.Containers[i].Image != c.Image {
 			containers = append(containers, map[string]string{"name": c.Name, "image": c.Image})
 		}
+	}
+	if len(containers) > 0 {
+		// The kubelet restarts each changed container once; health
+		// checks of the new revision count the restarts after that.
+		n, _ := podtemplate.Restarts(pod)
+		base := strconv.Itoa(int(n) + len(containers))
+		a[podtemplate.AnnotationRestartsAtUpdate] = &base
+	}
+	if len(a) > 0 {
+		meta["annotations"] = a
 	}
 	if len(containers) > 0 {
 		body["spec"] = map[string]any{"containers": containers}

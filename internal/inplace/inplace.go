@@ -12,6 +12,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 )
 
+// AnnotationRestartedAt is the template annotation `kubectl rollout
+// restart` stamps.
+const AnnotationRestartedAt = "kubectl.kubernetes.io/restartedAt"
+
 // Change is what moving a pod from one computed template to another takes.
 type Change int
 
@@ -40,6 +44,11 @@ func (c Change) String() string {
 // from template to takes. Both are computed for the pod's node (node
 // overrides applied).
 func Compare(from, to *corev1.PodTemplateSpec) Change {
+	// kubectl rollout restart (and ours) asks for new pods by stamping
+	// this annotation: relabelling the running ones would restart nothing.
+	if from.Annotations[AnnotationRestartedAt] != to.Annotations[AnnotationRestartedAt] {
+		return Recreate
+	}
 	if equality.Semantic.DeepEqual(from.Spec, to.Spec) {
 		return Relabel
 	}

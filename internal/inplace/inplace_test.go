@@ -211,3 +211,27 @@ func TestConvertMovesToTheCreatesRevision(t *testing.T) {
 		t.Fatalf("InPlaceIfPossible: creates %+v, updates %+v; want one patch back to h1 and image a:1", p.Creates, p.Updates)
 	}
 }
+
+// kubectl rollout restart stamps a template annotation; relabelling the
+// running pods would restart nothing, so it recreates them.
+func TestRestartIsNeverARelabel(t *testing.T) {
+	from, to := tmpl("a:1", map[string]string{"app": "a"}), tmpl("a:1", map[string]string{"app": "a"})
+	to.Annotations = map[string]string{AnnotationRestartedAt: "2026-12-03T15:00:00Z"}
+	if c := Compare(from, to); c != Recreate {
+		t.Errorf("Compare = %s, want Recreate", c)
+	}
+}
+
+// The patch leaves the restart count the kubelet reaches after restarting
+// the changed containers, from which health checks count.
+func TestPatchRecordsTheRestartBaseline(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", UID: "u"},
+		Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "agent", RestartCount: 2}}}}
+	b, err := Patch(pod, tmpl("a:1", nil), tmpl("a:2", nil), "h2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"nodeagentset.io/restarts-at-update":"3"`) {
+		t.Errorf("patch %s does not record 3 restarts (2 before, 1 for the new image)", b)
+	}
+}

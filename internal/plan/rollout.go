@@ -137,10 +137,11 @@ func judgeUnhealthy(st *NodeState, minReady time.Duration, now time.Time) {
 	}
 }
 
-// TurnedUnhealthyAfter: the node turned unhealthy after pod was created,
+// TurnedUnhealthyAfter: the node turned unhealthy after pod was created
+// or updated in place (podtemplate.UpdatedAt),
 // as far as the node shows (a cordon carries no time and never does).
 func TurnedUnhealthyAfter(h nodehealth.Health, pod *corev1.Pod) bool {
-	return h.Unhealthy() && !h.Since.IsZero() && !h.Since.Before(pod.CreationTimestamp.Time)
+	return h.Unhealthy() && !h.Since.IsZero() && !h.Since.Before(podtemplate.UpdatedAt(pod))
 }
 
 // step moves one node with an old agent one step toward the update

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
+	"github.com/nodeagentset/nodeagentset/internal/inplace"
 	"github.com/nodeagentset/nodeagentset/internal/revision"
 )
 
@@ -31,7 +32,7 @@ import (
 // revision. It is kubectl's own (kubectl rollout restart stamps it on
 // Deployments, DaemonSets and StatefulSets), so tools that look for it
 // (dashboards, policies) see a restart of a NodeAgentSet the same way.
-const RestartedAtAnnotation = "kubectl.kubernetes.io/restartedAt"
+const RestartedAtAnnotation = inplace.AnnotationRestartedAt
 
 func newRolloutCommand(o *options) *cobra.Command {
 	cmd := &cobra.Command{

@@ -84,18 +84,21 @@ func (s *Spec) Check(a Agent, now time.Time) (Failure, time.Time, bool) {
 	fail := func(cause, msg string) (Failure, time.Time, bool) {
 		return Failure{Node: podtemplate.NodeOf(a.Pod), Pod: a.Pod.Name, Cause: cause, Message: msg}, time.Time{}, true
 	}
-	if s.NodeNotReady && a.Node.Unhealthy() && !a.Node.Since.IsZero() && !a.Node.Since.Before(a.Pod.CreationTimestamp.Time) {
+	// An agent updated in place runs its revision since the update, not
+	// since its creation (podtemplate.UpdatedAt).
+	since := podtemplate.UpdatedAt(a.Pod)
+	if s.NodeNotReady && a.Node.Unhealthy() && !a.Node.Since.IsZero() && !a.Node.Since.Before(since) {
 		return fail(CauseNodeNotReady, fmt.Sprintf("%s after agent %s was placed", a.Node, a.Pod.Name))
 	}
 	if s.MaxRestarts != nil {
-		if n, c := restarts(a.Pod); n > *s.MaxRestarts {
+		if n, c := podtemplate.RestartsSinceUpdate(a.Pod); n > *s.MaxRestarts {
 			return fail(restartCause(a.Pod), fmt.Sprintf("containers restarted %d times (maxRestarts %d), last %s", n, *s.MaxRestarts, c))
 		}
 	}
 	if s.MaxUnavailableTime == nil || a.Available {
 		return Failure{}, time.Time{}, false
 	}
-	due := a.Pod.CreationTimestamp.Add(*s.MaxUnavailableTime)
+	due := since.Add(*s.MaxUnavailableTime)
 	if now.Before(due) {
 		return Failure{}, due, false
 	}
@@ -103,23 +106,8 @@ func (s *Spec) Check(a Agent, now time.Time) (Failure, time.Time, bool) {
 	if c, ok := health.Of(a.Pod); ok {
 		cause, msg = c.Reason, c.Message
 	}
-	return fail(cause, fmt.Sprintf("not available %v after creation (maxUnavailableTime %v): %s",
-		now.Sub(a.Pod.CreationTimestamp.Time).Round(time.Second), *s.MaxUnavailableTime, msg))
-}
-
-// restarts sums the restart counts of the pod's containers (init ones
-// too: an init container that crash-loops restarts the pod's start) and
-// names the container that restarted most.
-func restarts(pod *corev1.Pod) (int32, string) {
-	var n, most int32
-	name := ""
-	for _, cs := range append(append([]corev1.ContainerStatus(nil), pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...) {
-		n += cs.RestartCount
-		if cs.RestartCount > most {
-			most, name = cs.RestartCount, "container "+cs.Name
-		}
-	}
-	return n, name
+	return fail(cause, fmt.Sprintf("not available %v after it was created or updated in place (maxUnavailableTime %v): %s",
+		now.Sub(since).Round(time.Second), *s.MaxUnavailableTime, msg))
 }
 
 // restartCause is the most telling reason of a restarting pod: a waiting

@@ -88,3 +88,34 @@ func TestCheckTypesFailuresFromContainerAndNodeStatus(t *testing.T) {
 		})
 	}
 }
+
+// An agent updated in place is judged from the update: its age, and the
+// restarts of its earlier revisions and of the image change itself, are
+// not the new revision's.
+func TestAgentUpdatedInPlaceIsJudgedFromItsUpdate(t *testing.T) {
+	now := t0.Add(30 * 24 * time.Hour)
+	patched := agentPod(restarted(5, "", ""), func(p *corev1.Pod) {
+		p.Annotations = map[string]string{"nodeagentset.io/restarts-at-update": "5"}
+		p.Status.Conditions = []corev1.PodCondition{{Type: nasv1alpha1.ReadinessGateInPlace, Status: corev1.ConditionFalse,
+			Reason: "InPlaceUpdate", LastTransitionTime: metav1.NewTime(now.Add(-time.Second))}}
+	})
+	spec := SpecOf(&nasv1alpha1.Health{MaxRestarts: ptr.To[int32](0), MaxUnavailableTime: ptr.To(nasv1alpha1.Duration("5m"))})
+	f, due, bad := spec.Check(Agent{Pod: patched}, now)
+	if bad {
+		t.Fatalf("an agent updated in place a second ago failed: %+v", f)
+	}
+	if want := now.Add(-time.Second).Add(5 * time.Minute); !due.Equal(want) {
+		t.Errorf("due %v, want %v (maxUnavailableTime from the update)", due, want)
+	}
+	patched.Status.ContainerStatuses[0].RestartCount = 6
+	if f, _, bad := spec.Check(Agent{Pod: patched}, now); !bad || !strings.Contains(f.Message, "restarted 1 times") {
+		t.Errorf("a restart after the update: failure %+v, bad %t; want one restart counted", f, bad)
+	}
+	// A node that turned NotReady before the update is not the update's fault.
+	spec = SpecOf(&nasv1alpha1.Health{})
+	patched.Status.ContainerStatuses[0].RestartCount = 5
+	sick := nodehealth.Health{Reason: "NotReady", Since: now.Add(-time.Hour)}
+	if f, _, bad := spec.Check(Agent{Pod: patched, Node: sick}, now); bad {
+		t.Errorf("node NotReady before the in-place update failed the check: %+v", f)
+	}
+}
