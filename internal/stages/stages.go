@@ -163,10 +163,11 @@ func (m *machine) failed() bool {
 	if m.next.Failure == nil && m.annotation(nasv1alpha1.AnnotationAbort) == m.in.Revision {
 		m.next.Failure = &nasv1alpha1.RolloutFailure{Reason: "Aborted", Message: "aborted by kubectl nodeagentset rollout abort"}
 	}
-	// The checks guard a rollout until it completes (health.nodeNotReady:
-	// "before the rollout completes"): a node rebooting days after a
-	// complete rollout must not fail, or abort, it.
-	if m.next.Failure == nil && m.prev.Phase != nasv1alpha1.PhaseComplete {
+	// Checks run while the rollout runs: once it is complete the update
+	// revision becomes the current one (skipped unhealthy nodes included,
+	// see status.Counts.Reached) and Next returns before them, so a node
+	// rebooting days later does not fail, or abort, the rollout.
+	if m.next.Failure == nil {
 		m.check()
 	}
 	f := m.next.Failure

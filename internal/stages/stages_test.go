@@ -521,17 +521,3 @@ func TestCanaryOfSkippedNodesOnlyWaits(t *testing.T) {
 		t.Fatalf("phase %s, a2 held %q; want the canary stage to wait for a real canary agent", r.Status.Phase, r.Holds["a2"])
 	}
 }
-
-// A complete rollout is over: a node turning NotReady afterwards (a
-// reboot) does not fail it, let alone abort it.
-func TestNoCheckAfterTheRolloutCompleted(t *testing.T) {
-	ru := nasv1alpha1.RollingUpdate{Canary: canary(1, "", "", ""),
-		Health: &nasv1alpha1.Health{FailureAction: nasv1alpha1.FailureAbort}}
-	ns := updated(nodes("a1", "a2"), t0, "a1", "a2")
-	ns[1].Available = false
-	ns[1].Health = nodehealth.Health{Reason: "NotReady", Since: t0.Add(48 * time.Hour)}
-	r := next(set(ru, stored(nasv1alpha1.PhaseComplete, "", t0, "a1"), nil), ns, t0.Add(49*time.Hour))
-	if r.Failed || r.Status.Failure != nil {
-		t.Fatalf("a node going NotReady two days after the rollout completed failed it: %+v", r.Status.Failure)
-	}
-}
