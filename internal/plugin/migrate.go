@@ -203,6 +203,11 @@ func firstSet(ds *appsv1.DaemonSet, target *nasv1alpha1.NodeAgentSet) (*nasv1alp
 		template := set.Spec.Template
 		set.Spec = *target.Spec.DeepCopy()
 		set.Spec.Template = template
+		// The first set takes the DaemonSet's agents over as they run: node
+		// overrides are part of the revision (the agents' relabelled hash
+		// has none), and suspend would delete every adopted agent. Both
+		// come with the target's spec once the takeover is done (finish).
+		set.Spec.NodeOverrides, set.Spec.Suspend = nil, false
 	}
 	if set.Spec.UpdateStrategy.RollingUpdate == nil {
 		set.Spec.UpdateStrategy.RollingUpdate = &nasv1alpha1.RollingUpdate{}

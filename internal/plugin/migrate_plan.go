@@ -227,7 +227,9 @@ func (m *migration) checkTarget() error {
 		return fmt.Errorf("%s: spec.selector %q is not the DaemonSet's %q: the selector cannot change after creation, and the set adopts only the pods it selects",
 			m.in.TargetFile, got.String(), want.String())
 	}
-	encoded, err := revision.Encode(&t.Spec.Template)
+	// The revision is the template and the node overrides: the target
+	// rolls when either differs from what the agents run.
+	encoded, err := revision.EncodeSpec(revision.SpecOf(t))
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -167,11 +168,20 @@ func TestMigrationWithATargetRollsOnlyWhenItsTemplateDiffers(t *testing.T) {
 	for _, tc := range []struct {
 		image string
 		rolls bool
-	}{{"agent:1", false}, {"agent:2", true}} {
+		// nodeOverrides are part of the revision: they roll too, but
+		// only once the takeover is done (the first set has none), and
+		// suspend likewise waits for the takeover.
+		overrides bool
+	}{{"agent:1", false, false}, {"agent:2", true, false}, {"agent:1", true, true}} {
 		in := migrationFixture(t)
 		in.Target, in.TargetFile = target(in, func(s *nasv1alpha1.NodeAgentSet) {
 			s.Spec.Template.Spec.Containers[0].Image = tc.image
 			s.Spec.MinReadySeconds = 7
+			s.Spec.Suspend = tc.overrides
+			if tc.overrides {
+				s.Spec.NodeOverrides = []nasv1alpha1.NodeOverride{{Containers: []nasv1alpha1.ContainerOverride{{Name: "agent",
+					Resources: &corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}}}}}}
+			}
 		}), "agent.yaml"
 		first, err := firstSet(in.DS, in.Target)
 		if err != nil {
@@ -185,6 +195,9 @@ func TestMigrationWithATargetRollsOnlyWhenItsTemplateDiffers(t *testing.T) {
 		last := m.steps[len(m.steps)-1]
 		if m.rolls != tc.rolls || strings.Contains(last.title, "rolling update") != tc.rolls {
 			t.Errorf("image %s: rolls %v, last step %q", tc.image, m.rolls, last.title)
+		}
+		if first.Spec.NodeOverrides != nil || first.Spec.Suspend {
+			t.Errorf("the first set must take the agents over as they run, without overrides or suspend: %+v", first.Spec)
 		}
 		if first.Spec.Template.Spec.Containers[0].Image != "agent:1" || first.Spec.MinReadySeconds != 7 {
 			t.Errorf("the first set must hold the DaemonSet's template and the rest of -f's spec: %+v", first.Spec)
