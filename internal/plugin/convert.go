@@ -324,6 +324,12 @@ func NodeAgentSetFor(ds *appsv1.DaemonSet) *nasv1alpha1.NodeAgentSet {
 				out.MaxUnavailable = ptr.To(intstr.FromInt32(0))
 			}
 			set.Spec.UpdateStrategy.RollingUpdate = out
+			if surges(set) && hostPorts(&set.Spec.Template.Spec) {
+				// A surge agent can never bind its node's host port beside
+				// the old one (k/k #106417: the DaemonSet stalls), and the
+				// CRD refuses the combination: replace one node at a time.
+				out.MaxSurge, out.MaxUnavailable = ptr.To(intstr.FromInt32(0)), ptr.To(intstr.FromInt32(1))
+			}
 		}
 	}
 	if annotations := withoutLastApplied(ds.Annotations); len(annotations) > 0 {

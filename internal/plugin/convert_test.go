@@ -42,6 +42,33 @@ spec:
 	}
 }
 
+// A surging DaemonSet whose agent holds a host port (it stalls: k/k
+// #106417) converts to one node at a time, which the CRD accepts.
+func TestConvertDropsASurgeThatCannotBindItsHostPort(t *testing.T) {
+	ds := `apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: default}
+spec:
+  selector: {matchLabels: {app: agent}}
+  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec: {containers: [{name: agent, image: agent:1, ports: [{containerPort: 9100, hostPort: 9100}]}]}
+`
+	out, err := Convert([]byte(ds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set nasv1alpha1.NodeAgentSet
+	if err := yaml.UnmarshalStrict(out, &set); err != nil {
+		t.Fatal(err)
+	}
+	ru := set.Spec.UpdateStrategy.RollingUpdate
+	if ru == nil || ru.MaxSurge.String() != "0" || ru.MaxUnavailable.String() != "1" {
+		t.Fatalf("rollingUpdate = %+v, want maxSurge 0 and maxUnavailable 1:\n%s", ru, out)
+	}
+}
+
 // A manifest as projects ship it: the DaemonSet becomes a NodeAgentSet,
 // every other document comes out byte for byte (comments included), the
 // empty document is dropped, and the order is kept.
