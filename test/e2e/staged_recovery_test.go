@@ -20,7 +20,6 @@ import (
 
 	nasv1alpha1 "github.com/nodeagentset/nodeagentset/api/v1alpha1"
 	"github.com/nodeagentset/nodeagentset/internal/podtemplate"
-	"github.com/nodeagentset/nodeagentset/test/cluster"
 )
 
 // stagedEnv is TestStagedRolloutRecovery's cluster: 30 nodes in zones
@@ -36,23 +35,8 @@ type stagedEnv struct {
 // retry, and a transient failure retried to completion. The node-killing
 // scenario runs last: its dead node stays dead.
 func TestStagedRolloutRecovery(t *testing.T) {
-	n := envInt("NAS_E2E_STAGED_NODES", 30)
-	ctx := t.Context()
-	c := startCluster(t, cluster.Options{})
-	specs := cluster.Nodes("node", n)
-	zones := map[string]string{}
-	for i := range specs {
-		z := string(rune('a' + i%3))
-		specs[i].Labels = map[string]string{"agent": "yes", corev1.LabelTopologyZone: z}
-		zones[specs[i].Name] = z
-	}
-	if err := c.AddNodes(ctx, specs...); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.WaitNodesReady(ctx, 2*time.Minute, cluster.Names(specs)...); err != nil {
-		t.Fatal(err)
-	}
-	e := &stagedEnv{rolloutEnv: &rolloutEnv{c: c, k: startManager(t, c), nodes: cluster.Names(specs)}, zones: zones}
+	env, zones := zonedCluster(t)
+	e := &stagedEnv{rolloutEnv: env, zones: zones}
 	t.Run("ManagerKilledInEveryStage", e.killedInEveryStage)
 	t.Run("AbortThenRetry", e.abortThenRetry)
 	t.Run("TransientFailureRetried", e.transientFailureRetried)
