@@ -17,6 +17,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -230,7 +231,7 @@ func (d *demo) setImage(ctx context.Context, image string) error {
 }
 
 // follow shows progress until the set has moved off revision `from` and
-// settled: every desired node updated and available.
+// settled: every desired node available, nothing left to update.
 func (d *demo) follow(ctx context.Context, what, from string) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	last := ""
@@ -242,8 +243,11 @@ func (d *demo) follow(ctx context.Context, what, from string) error {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		done := st.UpdateRevision != from &&
-			st.UpdatedNumberScheduled == st.DesiredNumberScheduled && st.NumberAvailable == st.DesiredNumberScheduled
+		// Settled as the controller says it (Reconciling False): a cordoned
+		// node is skipped by the rollout (unhealthyNodes Skip) and keeps its
+		// older agent, so "every node updated" never comes.
+		done := st.UpdateRevision != from && st.NumberAvailable == st.DesiredNumberScheduled &&
+			meta.IsStatusConditionFalse(st.Conditions, nasv1alpha1.ConditionReconciling)
 		line := fmt.Sprintf("  %-8s %s  updated %2d/%d  available %2d/%d  unavailable %d",
 			what, bar(st.UpdatedNumberScheduled, st.NumberAvailable, st.DesiredNumberScheduled),
 			st.UpdatedNumberScheduled, st.DesiredNumberScheduled, st.NumberAvailable, st.DesiredNumberScheduled, st.NumberUnavailable)
