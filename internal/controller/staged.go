@@ -78,7 +78,10 @@ func forgetStageMetrics(namespace, name string) {
 // there is no record and the freshly listed cache is right.
 func (r *Reconciler) withOwnRollout(set *nasv1alpha1.NodeAgentSet) *nasv1alpha1.NodeAgentSet {
 	rec := r.statusRecordOf(client.ObjectKeyFromObject(set))
-	if rec == nil || rec.status.Rollout == nil || equality.Semantic.DeepEqual(set.Status.Rollout, rec.status.Rollout) {
+	// A cached copy with no status yet is a set created since (deleted and
+	// created again before a pass saw it gone): the record is not its.
+	if rec == nil || rec.status.Rollout == nil || set.Status.ObservedGeneration == 0 ||
+		equality.Semantic.DeepEqual(set.Status.Rollout, rec.status.Rollout) {
 		return set
 	}
 	own := *set // shallow: only the status.rollout pointer differs
