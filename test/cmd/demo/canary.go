@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -138,7 +139,8 @@ func (d *demo) plugin(args ...string) {
 	for _, l := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
 		fmt.Println("    " + l)
 	}
-	if exit, ok := err.(*exec.ExitError); ok {
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
 		fmt.Printf("    (exit %d)\n", exit.ExitCode())
 	} else if err != nil {
 		fmt.Printf("    (%v)\n", err)
