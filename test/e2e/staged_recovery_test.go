@@ -65,7 +65,7 @@ func slowImage(img, readyAfter string) func(*nasv1alpha1.NodeAgentSet) {
 }
 
 // killedInEveryStage: SIGKILL the manager in Canary (canary agents being
-// replaced), Soaking, AwaitingPromotion, a wave being updated and a wave
+// replaced), Soaking (10s), AwaitingPromotion, a wave being updated and a wave
 // soak. Each kill is made while status says the stage, and checked
 // against the status frozen by the kill (kstatus and kubectl wait are
 // asked there too); the restarted manager must resume the stage: the
@@ -74,15 +74,15 @@ func slowImage(img, readyAfter string) func(*nasv1alpha1.NodeAgentSet) {
 // stage updated.
 func (e *stagedEnv) killedInEveryStage(t *testing.T) {
 	c := e.c
-	set := e.deploy(t, "plugin", stagedSpec(nasv1alpha1.Canary{Soak: "15s", Promotion: nasv1alpha1.PromotionManual},
-		&nasv1alpha1.Waves{By: corev1.LabelTopologyZone, Soak: "5s"}, &nasv1alpha1.Health{MaxRestarts: ptr.To[int32](2)}))
+	set := e.deploy(t, "plugin", stagedSpec(nasv1alpha1.Canary{Soak: "10s", Promotion: nasv1alpha1.PromotionManual},
+		&nasv1alpha1.Waves{By: corev1.LabelTopologyZone, Soak: "3s"}, &nasv1alpha1.Health{MaxRestarts: ptr.To[int32](2)}))
 	ch := watchPods(t, c.Client, set, e.nodes)
 	order := &stageOrder{zones: e.zones}
 	ch.setEach(order.check)
 	phases := watchRollout(t, e.rolloutEnv, set)
 	args := managerArgs(t, c, "nodeagentset:manager")
 	start := time.Now()
-	e.update(t, set, slowImage("registry.example/agent:2", "4s"))
+	e.update(t, set, slowImage("registry.example/agent:2", "3s"))
 	canary := e.canaryOf(t, ch, set)
 	hash := e.updateHash(t, set)
 	order.follow(ch, hash, canary)
@@ -144,7 +144,7 @@ func (e *stagedEnv) killedInEveryStage(t *testing.T) {
 		"--for=jsonpath={.status.rollout.phase}=Complete", "--timeout=30s")
 	t.Logf("five SIGKILLs, rollout complete in %v", time.Since(start).Round(time.Millisecond))
 
-	phases.assertResumed(t, hash, canary, map[string]time.Duration{"Soaking/": 15 * time.Second, "Soaking/a": 5 * time.Second, "Soaking/b": 5 * time.Second})
+	phases.assertResumed(t, hash, canary, map[string]time.Duration{"Soaking/": 10 * time.Second, "Soaking/a": 3 * time.Second, "Soaking/b": 3 * time.Second})
 	order.assertKept(t)
 }
 
@@ -329,8 +329,11 @@ func (e *stagedEnv) abortThenRetry(t *testing.T) {
 // revision with the same pods, to completion.
 func (e *stagedEnv) transientFailureRetried(t *testing.T) {
 	c := e.c
-	set := e.deploy(t, "retry", stagedSpec(nasv1alpha1.Canary{}, nil,
-		&nasv1alpha1.Health{MaxUnavailableTime: ptr.To[nasv1alpha1.Duration]("1s")}))
+	set := e.deploy(t, "retry", func(s *nasv1alpha1.NodeAgentSet) {
+		stagedSpec(nasv1alpha1.Canary{}, nil, &nasv1alpha1.Health{MaxUnavailableTime: ptr.To[nasv1alpha1.Duration]("1s")})(s)
+		// One wave of every other node after the retry.
+		s.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable = ptr.To(intstr.FromString("100%"))
+	})
 	ch := watchPods(t, c.Client, set, e.nodes)
 	order := &stageOrder{zones: map[string]string{}} // one wave: no zone order
 	ch.setEach(order.check)
