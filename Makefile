@@ -158,6 +158,10 @@ tools: ## Build the pinned control plane, kwok and dev tools into bin/ (only wha
 demo: tools build ## The guided demo on a local simulated cluster; stays up until Ctrl-C.
 	go run ./test/cmd/demo --manager $(BIN)/manager
 
+.PHONY: demo-canary
+demo-canary: tools build ## The demo of a bad release caught by the canary and aborted; stays up until Ctrl-C.
+	go run ./test/cmd/demo --canary --manager $(BIN)/manager --plugin $(BIN)/kubectl-nodeagentset
+
 .PHONY: dev-cluster
 dev-cluster: tools ## Run a local cluster with NODES fake nodes (default 10) until Ctrl-C.
 	go run ./test/cmd/dev-cluster --nodes $(NODES)

@@ -112,6 +112,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, r.reportFailure(ctx, set, "ReadFailed", err)
 	}
 	snap.Selector = selector
+	snap.Set = r.withOwnRollout(set)
 	p := plan.Compute(snap)
 	templates := newPodTemplates(set, revs, updateHash, snap.Nodes)
 	inplace.Convert(&p, set, updateHash, templates.forNode)

@@ -71,3 +71,25 @@ func forgetStageMetrics(namespace, name string) {
 	}
 	healthCheckFailures.DeletePartialMatch(prometheus.Labels{"namespace": namespace, "name": name})
 }
+
+// withOwnRollout is set as the stage machine must read it: with this
+// process's last status.rollout write when the cache does not hold it yet.
+// The stored rollout is the stage machine's memory (canary nodes, when a
+// stage began); a pass started by a pod event right after a write reads
+// the older cached copy, and would start the stage's clock again (seen in
+// TestStagedRolloutRecovery: Canary's phaseSince moved by a second within
+// one process). While this process leads it is the only writer of the
+// status, so its last write is what the API server holds; after a restart
+// there is no record and the freshly listed cache is right.
+func (r *Reconciler) withOwnRollout(set *nasv1alpha1.NodeAgentSet) *nasv1alpha1.NodeAgentSet {
+	rec := r.statusRecordOf(client.ObjectKeyFromObject(set))
+	// A cached copy with no status yet is a set created since (deleted and
+	// created again before a pass saw it gone): the record is not its.
+	if rec == nil || rec.status.Rollout == nil || set.Status.ObservedGeneration == 0 ||
+		equality.Semantic.DeepEqual(set.Status.Rollout, rec.status.Rollout) {
+		return set
+	}
+	own := *set // shallow: only the status.rollout pointer differs
+	own.Status.Rollout = rec.status.Rollout
+	return &own
+}

@@ -217,6 +217,12 @@ func Rows(set *nasv1alpha1.NodeAgentSet, p plan.Plan, updateHash string, now tim
 		if pod == nil {
 			pod = st.Old
 		}
+		if hold := p.Stage.Holds[st.Name]; st.Held == "" && hold != "" {
+			// A failed check puts nodes on the current revision (the plan
+			// then has nothing to do there), yet the stage still holds them
+			// from the update revision: say so, not "to be updated".
+			st.Held = hold
+		}
 		r := agentRow(st.Name, pod, updateHash, minReady, now)
 		r.Reason = reason(st, pod, deleting, creating, updateHash)
 		if r.Reason == "up to date" {

@@ -38,3 +38,20 @@ func TestRowsSayWhetherTheNewAgentRuns(t *testing.T) {
 		}
 	}
 }
+
+// A node on the current revision that a failed rollout holds says why it
+// waits, not "to be updated".
+func TestRowsOfAFailedRolloutSayTheNodesWait(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	current := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Labels: map[string]string{nasv1alpha1.LabelRevisionHash: "old"}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady,
+			Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(now.Add(-time.Hour))}}}}
+	// As the plan leaves it after a failed check: the current revision's
+	// agent is the node's New, nothing to replace.
+	p := plan.Plan{Nodes: []plan.NodeState{{Name: "n", Exists: true, New: current,
+		Eligibility: eligibility.Result{ShouldRun: true, ShouldContinueRunning: true}}}}
+	p.Stage.Holds = map[string]string{"n": "waiting: rollout failed (CrashLoopBackOff on node c)"}
+	if got := Rows(&nasv1alpha1.NodeAgentSet{}, p, "new", now)[0].Reason; got != p.Stage.Holds["n"] {
+		t.Errorf("reason %q, want %q", got, p.Stage.Holds["n"])
+	}
+}

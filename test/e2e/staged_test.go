@@ -89,23 +89,8 @@ func (o *stageOrder) fail(msg string) {
 // rollout status failing), aborted with the plugin back to the current
 // revision; then a fixed template rolls out to the end.
 func TestStagedRollout(t *testing.T) {
-	n := envInt("NAS_E2E_STAGED_NODES", 30)
-	ctx := t.Context()
-	c := startCluster(t, cluster.Options{})
-	specs := cluster.Nodes("node", n)
-	zones := map[string]string{}
-	for i := range specs {
-		z := string(rune('a' + i%3))
-		specs[i].Labels = map[string]string{"agent": "yes", corev1.LabelTopologyZone: z}
-		zones[specs[i].Name] = z
-	}
-	if err := c.AddNodes(ctx, specs...); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.WaitNodesReady(ctx, 2*time.Minute, cluster.Names(specs)...); err != nil {
-		t.Fatal(err)
-	}
-	e := &rolloutEnv{c: c, k: startManager(t, c), nodes: cluster.Names(specs)}
+	e, zones := zonedCluster(t)
+	c, n := e.c, len(e.nodes)
 	start := time.Now()
 	// The plugin helper works in namespace "plugin".
 	set := e.deploy(t, "plugin", func(s *nasv1alpha1.NodeAgentSet) {
@@ -225,4 +210,27 @@ func (e *rolloutEnv) phase(t *testing.T, set *nasv1alpha1.NodeAgentSet, want nas
 		r := e.get(t, set).Status.Rollout
 		return r != nil && r.Phase == want, fmt.Sprintf("%+v", r)
 	}
+}
+
+// zonedCluster starts a cluster of NAS_E2E_STAGED_NODES (30) nodes labelled
+// for the agent, in zones a, b and c by turn, and the manager; it returns
+// the zone of every node.
+func zonedCluster(t *testing.T) (*rolloutEnv, map[string]string) {
+	t.Helper()
+	ctx := t.Context()
+	c := startCluster(t, cluster.Options{})
+	specs := cluster.Nodes("node", envInt("NAS_E2E_STAGED_NODES", 30))
+	zones := map[string]string{}
+	for i := range specs {
+		z := string(rune('a' + i%3))
+		specs[i].Labels = map[string]string{"agent": "yes", corev1.LabelTopologyZone: z}
+		zones[specs[i].Name] = z
+	}
+	if err := c.AddNodes(ctx, specs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitNodesReady(ctx, 2*time.Minute, cluster.Names(specs)...); err != nil {
+		t.Fatal(err)
+	}
+	return &rolloutEnv{c: c, k: startManager(t, c), nodes: cluster.Names(specs)}, zones
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -37,23 +38,31 @@ type demo struct {
 	set     *nasv1alpha1.NodeAgentSet
 	tty     bool
 	summary [][3]string
+	// pluginBinary is kubectl-nodeagentset, for the canary demo.
+	pluginBinary string
 }
 
 func main() {
 	manager := flag.String("manager", "bin/manager", "manager binary to run")
 	dir := flag.String("dir", "_output/demo", "folder for the cluster's logs and kubeconfigs")
+	plugin := flag.String("plugin", "bin/kubectl-nodeagentset", "kubectl plugin binary (for --canary)")
+	canary := flag.Bool("canary", false, "show a bad release caught by the canary and aborted, instead of rollout and rollback")
 	flag.Parse()
-	if err := run(*manager, *dir); err != nil {
+	d := &demo{tty: isTerminal(), pluginBinary: *plugin}
+	script := d.script
+	if *canary {
+		script = d.canaryScript
+	}
+	if err := run(d, script, *manager, *dir); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(manager, dir string) error {
+func run(d *demo, script func(context.Context) error, manager, dir string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	_ = os.RemoveAll(dir)
-	d := &demo{tty: isTerminal()}
 	step("Starting a local cluster: etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kwok")
 	begin := time.Now()
 	c, err := cluster.Start(ctx, cluster.Options{OwnSignals: true, Dir: dir, CRDDirs: []string{"config/crd/bases"}})
@@ -68,7 +77,7 @@ func run(manager, dir string) error {
 	if err := d.startManager(manager); err != nil {
 		return errors.Join(err, c.Stop())
 	}
-	if err := d.script(ctx); err != nil {
+	if err := script(ctx); err != nil {
 		return errors.Join(err, c.Stop())
 	}
 	d.printSummary()
@@ -131,25 +140,16 @@ func (d *demo) startManager(binary string) error {
 
 // script is the guided part: fan out, roll out, roll back.
 func (d *demo) script(ctx context.Context) error {
-	if err := d.k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "monitoring"}}); err != nil {
-		return err
-	}
-	d.set = sampleSet()
 	step("Applying NodeAgentSet monitoring/node-agent (image node-agent:1.0, nodeSelector kubernetes.io/os=linux)")
-	start := time.Now()
-	if err := d.k.Create(ctx, d.set); err != nil {
+	first, err := d.apply(ctx, sampleSet())
+	if err != nil {
 		return err
 	}
-	if err := d.follow(ctx, "fan-out", ""); err != nil {
-		return err
-	}
-	first := d.get(ctx).Status.UpdateRevision
-	d.note("fan-out to every eligible node", time.Since(start), fmt.Sprintf("revision %s", first))
 	d.whyNot(ctx)
 	d.kubectl("get", "nas", "-n", "monitoring", "-o", "wide")
 
 	step("Rolling out image node-agent:1.1 (maxUnavailable 20%, minReadySeconds 2)")
-	start = time.Now()
+	start := time.Now()
 	if err := d.setImage(ctx, "registry.example/node-agent:1.1"); err != nil {
 		return err
 	}
@@ -175,6 +175,25 @@ func (d *demo) script(ctx context.Context) error {
 	d.note("rollback to 1.0", time.Since(start), reused)
 	d.kubectl("get", "controllerrevisions", "-n", "monitoring")
 	return nil
+}
+
+// apply creates set in namespace monitoring and follows its fan-out; it
+// returns the set's first revision.
+func (d *demo) apply(ctx context.Context, set *nasv1alpha1.NodeAgentSet) (string, error) {
+	if err := d.k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "monitoring"}}); err != nil {
+		return "", err
+	}
+	d.set = set
+	start := time.Now()
+	if err := d.k.Create(ctx, d.set); err != nil {
+		return "", err
+	}
+	if err := d.follow(ctx, "fan-out", ""); err != nil {
+		return "", err
+	}
+	first := d.get(ctx).Status.UpdateRevision
+	d.note("fan-out to every eligible node", time.Since(start), fmt.Sprintf("revision %s", first))
+	return first, nil
 }
 
 func sampleSet() *nasv1alpha1.NodeAgentSet {
@@ -212,7 +231,7 @@ func (d *demo) setImage(ctx context.Context, image string) error {
 }
 
 // follow shows progress until the set has moved off revision `from` and
-// settled: every desired node updated and available.
+// settled: every desired node available, nothing left to update.
 func (d *demo) follow(ctx context.Context, what, from string) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	last := ""
@@ -224,8 +243,11 @@ func (d *demo) follow(ctx context.Context, what, from string) error {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		done := st.UpdateRevision != from &&
-			st.UpdatedNumberScheduled == st.DesiredNumberScheduled && st.NumberAvailable == st.DesiredNumberScheduled
+		// Settled as the controller says it (Reconciling False): a cordoned
+		// node is skipped by the rollout (unhealthyNodes Skip) and keeps its
+		// older agent, so "every node updated" never comes.
+		done := st.UpdateRevision != from && st.NumberAvailable == st.DesiredNumberScheduled &&
+			meta.IsStatusConditionFalse(st.Conditions, nasv1alpha1.ConditionReconciling)
 		line := fmt.Sprintf("  %-8s %s  updated %2d/%d  available %2d/%d  unavailable %d",
 			what, bar(st.UpdatedNumberScheduled, st.NumberAvailable, st.DesiredNumberScheduled),
 			st.UpdatedNumberScheduled, st.DesiredNumberScheduled, st.NumberAvailable, st.DesiredNumberScheduled, st.NumberUnavailable)
