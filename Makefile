@@ -41,6 +41,7 @@ manifests: tools ## Generate the CRD and RBAC under config/ from the API types a
 	cp config/crd/bases/*.yaml $(CHART)/crds/
 	cp config/rbac/role.yaml $(CHART)/files/manager-role.yaml
 	cp config/rbac/startup_taint_role.yaml $(CHART)/files/startup-taint-role.yaml
+	cp config/admission/node_overrides_policy.yaml $(CHART)/files/node-overrides-policy.yaml
 
 .PHONY: generate
 generate: tools ## Generate deepcopy code for the API types.
