@@ -73,9 +73,9 @@ type NodeAgentSetSpec struct {
 	// NodeOverrides size the agent per node: at pod creation the entries
 	// whose nodeSelector matches the node apply in list order, a later
 	// entry winning over an earlier one. They are part of the revision.
-	// A container name the template lacks is reported as InvalidSpec (the
-	// CRD cannot check it within the API server's CEL cost budget: the
-	// template's container list is unbounded).
+	// A container name the template lacks is refused by the admission
+	// policy shipped beside the CRD (config/admission; the CRD's own CEL
+	// cannot afford the check), and reported as InvalidSpec without it.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=atomic
@@ -132,8 +132,8 @@ type ContainerOverride struct {
 }
 
 // AllocatableShare is a share of a node's allocatable resource. A min
-// above max is reported as InvalidSpec: a CEL rule comparing quantities
-// costs more than the API server allows for a list of lists of maps.
+// above max is refused by the admission policy shipped beside the CRD
+// (config/admission), and reported as InvalidSpec without it.
 type AllocatableShare struct {
 	// Percent of the node's allocatable, from 1 to 100.
 	// +required
