@@ -312,7 +312,12 @@ func (m *machine) waves() {
 	prevIndex := slices.IndexFunc(ws, func(w wave) bool { return w.value == m.prev.Wave })
 	for i, w := range ws {
 		if !slices.ContainsFunc(w.nodes, func(n Node) bool { return n.InScope && !n.done() }) {
-			if soak == 0 || i == len(ws)-1 || rank(m.prev) == 3 && prevIndex > i {
+			// Waves done before the stored one, or before a Complete
+			// rollout, were soaked already: a pass that still sees the
+			// rollout running (the cached set a status write behind) must
+			// not soak the first wave anew; nodes a lowered partition
+			// releases later still go wave by wave.
+			if soak == 0 || i == len(ws)-1 || rank(m.prev) == 3 && prevIndex > i || m.prev.Phase == nasv1alpha1.PhaseComplete {
 				continue
 			}
 			m.enter(nasv1alpha1.PhaseSoaking, w.value)

@@ -521,3 +521,22 @@ func TestCanaryOfSkippedNodesOnlyWaits(t *testing.T) {
 		t.Fatalf("phase %s, a2 held %q; want the canary stage to wait for a real canary agent", r.Status.Phase, r.Holds["a2"])
 	}
 }
+
+// Once Complete, a pass that still sees the rollout running (the cached
+// set a status write behind) keeps it Complete: walking the waves again
+// soaked the first wave anew (seen under load in CI).
+func TestCompleteStaysComplete(t *testing.T) {
+	ru := nasv1alpha1.RollingUpdate{Canary: canary(1, "zone", "", ""), Waves: &nasv1alpha1.Waves{By: "zone", Soak: "1m"}}
+	ns := updated(nodes("a1:a", "a2:a", "b1:b"), t0, "a1", "a2", "b1")
+	r := next(set(ru, stored(nasv1alpha1.PhaseComplete, "", t0, "a1"), nil), ns, t0.Add(time.Second))
+	if r.Status.Phase != nasv1alpha1.PhaseComplete || r.Status.Wave != "" || !r.Status.PhaseSince.Time.Equal(t0) {
+		t.Fatalf("phase %s wave %q since %v; want Complete kept from %v", r.Status.Phase, r.Status.Wave, r.Status.PhaseSince, t0)
+	}
+	// Nodes a lowered partition releases afterwards still go wave by wave,
+	// without soaking the waves done before.
+	ns = updated(nodes("a1:a", "a2:a", "b1:b", "c1:c"), t0, "a1", "a2")
+	r = next(set(ru, stored(nasv1alpha1.PhaseComplete, "", t0, "a1"), nil), ns, t0.Add(time.Second))
+	if r.Status.Phase != nasv1alpha1.PhaseWaves || r.Status.Wave != "b" || r.Holds["c1"] == "" {
+		t.Fatalf("phase %s wave %q, c1 held %q; want wave b, c1 held", r.Status.Phase, r.Status.Wave, r.Holds["c1"])
+	}
+}
