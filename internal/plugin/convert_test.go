@@ -14,6 +14,20 @@ import (
 // A surging DaemonSet never takes an available agent down first; the
 // converted set must say maxUnavailable 0 rather than inherit our
 // default of 1.
+// convertOne converts a file holding one DaemonSet and reads the set back.
+func convertOne(t *testing.T, ds string) (nasv1alpha1.NodeAgentSet, []byte) {
+	t.Helper()
+	out, err := Convert([]byte(ds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set nasv1alpha1.NodeAgentSet
+	if err := yaml.UnmarshalStrict(out, &set); err != nil {
+		t.Fatal(err)
+	}
+	return set, out
+}
+
 func TestConvertKeepsASurgingDaemonSetsMeaning(t *testing.T) {
 	ds := `apiVersion: apps/v1
 kind: DaemonSet
@@ -25,14 +39,7 @@ spec:
     metadata: {labels: {app: agent}}
     spec: {containers: [{name: agent, image: agent:1}]}
 `
-	out, err := Convert([]byte(ds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var set nasv1alpha1.NodeAgentSet
-	if err := yaml.UnmarshalStrict(out, &set); err != nil {
-		t.Fatal(err)
-	}
+	set, out := convertOne(t, ds)
 	ru := set.Spec.UpdateStrategy.RollingUpdate
 	if ru == nil || ru.MaxUnavailable == nil || ru.MaxUnavailable.String() != "0" || ru.MaxSurge.String() != "1" {
 		t.Fatalf("rollingUpdate = %+v, want maxSurge 1 and maxUnavailable 0:\n%s", ru, out)
@@ -55,14 +62,7 @@ spec:
     metadata: {labels: {app: agent}}
     spec: {containers: [{name: agent, image: agent:1, ports: [{containerPort: 9100, hostPort: 9100}]}]}
 `
-	out, err := Convert([]byte(ds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var set nasv1alpha1.NodeAgentSet
-	if err := yaml.UnmarshalStrict(out, &set); err != nil {
-		t.Fatal(err)
-	}
+	set, out := convertOne(t, ds)
 	ru := set.Spec.UpdateStrategy.RollingUpdate
 	if ru == nil || ru.MaxSurge.String() != "0" || ru.MaxUnavailable.String() != "1" {
 		t.Fatalf("rollingUpdate = %+v, want maxSurge 0 and maxUnavailable 1:\n%s", ru, out)
