@@ -27,19 +27,8 @@ import (
 // starts a new pod for free, which no kubelet does.
 func TestInPlaceImageUpdate(t *testing.T) {
 	n := envInt("NAS_E2E_INPLACE_NODES", 50)
-	ctx := t.Context()
-	c := startCluster(t, cluster.Options{Audit: true})
-	specs := cluster.Nodes("node", n)
-	for i := range specs {
-		specs[i].Labels = map[string]string{"agent": "yes"}
-	}
-	if err := c.AddNodes(ctx, specs...); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.WaitNodesReady(ctx, 2*time.Minute, cluster.Names(specs)...); err != nil {
-		t.Fatal(err)
-	}
-	env := &rolloutEnv{c: c, k: startManager(t, c), nodes: cluster.Names(specs)}
+	c, names := chaosCluster(t, n, cluster.Options{Audit: true})
+	env := &rolloutEnv{c: c, k: startManager(t, c), nodes: names}
 	budget := (n + 9) / 10
 	policy := func(p nasv1alpha1.PodUpdatePolicy) func(*nasv1alpha1.NodeAgentSet) {
 		return func(s *nasv1alpha1.NodeAgentSet) {
